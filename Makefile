@@ -1,0 +1,48 @@
+# Waypoint. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RASA := $(VENV)/bin/rasa
+ENV := source scripts/env.sh &&
+
+.PHONY: help install model train run shell test test-unit validate lock bench clean purge telegram-webhook telegram-poll
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: ## Create .venv with Python 3.10 and install the pinned dependencies (only when the lock changed)
+	@scripts/install.sh
+
+validate: install ## Check the content files and the Rasa training data (no errors, no warnings)
+	@$(ENV) $(PY) -m actions.content
+	@$(ENV) $(RASA) data validate --fail-on-warnings --quiet
+
+model: install ## Train the model when data, config or domain changed since the last one (and only then)
+	@$(ENV) $(PY) scripts/model.py ensure
+
+train: model
+
+run: model ## Install what is missing, train if needed, start the action server and Rasa (Ctrl-C stops both)
+	@scripts/run.sh
+
+shell: model ## Talk to the assistant in the terminal
+	@scripts/shell.sh
+
+test: model ## Install, train if needed, and run every test (what CI runs)
+	@scripts/test.sh
+
+test-unit: install ## Only the fast tests (no servers)
+	@$(ENV) $(PY) -m pytest -q -m "not slow" tests
+
+bench: model ## Run the benchmarks and write their reports under bench/
+	@$(ENV) $(PY) -m bench.run_all
+
+lock: ## Re-resolve requirements.in into requirements.lock (in a scratch venv)
+	@scripts/lock.sh
+
+purge: install ## Delete conversations and hand-off cases older than WAYPOINT_RETENTION_DAYS (default 30)
+	@$(ENV) $(PY) -m channels.retention
+
+clean: ## Remove the trained model and runtime data (var/); keeps .venv
+	rm -rf models/*.tar.gz models/*.fingerprint var
