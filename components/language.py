@@ -1,0 +1,245 @@
+"""Language identification for Waypoint's five languages: en, id, ms, vi, th.
+
+How it decides, cheapest evidence first:
+
+1. Script. Thai letters mean Thai; letters only Vietnamese writes (ư ơ đ ạ ả ...)
+   mean Vietnamese. Both are *unambiguous*: the conversation may switch on them
+   even for a one-word message.
+2. Latin script without those marks: a multinomial naive Bayes model over
+   character 1-4-grams and words, trained on the NLU examples (each intent block
+   carries ``metadata: {language: xx}``; Vietnamese examples are also learnt
+   without diacritics because people type them that way), plus
+   - marker words (``lexicons/markers_<lang>.yml``): common words of one
+     language that the others rarely use, which is how Malay (boleh, kerana,
+     percuma, tak) is told from Indonesian (bisa, karena, gratis, nggak);
+   - langdetect's profile for messages of four words or more, restricted to our
+     languages (it has no Malay profile, so its "id" counts for both);
+   - the channel's hint (e.g. Telegram's ``language_code``) as a prior.
+
+The decision whether the *conversation* changes language is not made here: the
+action server's slot validation combines this result with the current language
+(``actions/language.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import threading
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import yaml
+
+from components import LANGUAGES
+from components.textnorm import (
+    count_letters,
+    count_thai,
+    latin_words,
+    normalise,
+    strip_accents,
+    vietnamese_marks,
+)
+
+LATIN_LANGUAGES = ("en", "id", "ms", "vi")
+LEXICON_DIR = pathlib.Path(__file__).parent / "lexicons"
+
+# Built-in markers, used when a lexicon file is missing; the files extend them.
+DEFAULT_MARKERS: Dict[str, List[str]] = {
+    "en": ["the", "is", "are", "my", "me", "you", "what", "how", "please", "help", "can", "i", "do", "not"],
+    "id": ["bisa", "karena", "gratis", "uang", "nggak", "gak", "kantor", "pemerintah", "polisi", "saja", "aja", "kamu", "gimana"],
+    "ms": ["boleh", "kerana", "percuma", "guaman", "wang", "tak", "pejabat", "kerajaan", "polis", "sahaja", "awak", "nak", "macam mana"],
+    "vi": ["toi", "khong", "duoc", "lam", "giup", "minh", "cua", "bi", "nhu", "the", "nao"],
+}
+
+# Words used in chat whatever the language: a message made only of them says
+# nothing about the language (the hint, or English, is the best guess, and the
+# conversation's language is kept).
+INTERNATIONAL = {"hi", "hello", "helo", "hey", "ok", "okay", "okey", "oke", "thanks", "thank", "thx", "tq", "bye",
+                 "help", "sos", "yes", "no", "pls", "plz", "please", "sorry", "good", "hotline", "passport", "visa"}
+
+HINT_ALIASES = {"in": "id", "zsm": "ms", "may": "ms", "msa": "ms", "ind": "id", "vie": "vi", "tha": "th", "eng": "en"}
+
+
+def normalise_hint(hint: Optional[str]) -> Optional[str]:
+    """'en-US' -> 'en', 'ms_MY' -> 'ms'; anything not one of ours -> None."""
+    if not hint or not isinstance(hint, str):
+        return None
+    code = hint.strip().lower().replace("_", "-").split("-")[0]
+    code = HINT_ALIASES.get(code, code)
+    return code if code in LANGUAGES else None
+
+
+@dataclasses.dataclass
+class LanguageGuess:
+    language: str
+    confidence: float
+    scores: Dict[str, float]
+    n_words: int
+    unambiguous: bool
+    reason: str
+
+    def as_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+
+def load_markers(directory: pathlib.Path = LEXICON_DIR) -> Dict[str, List[str]]:
+    """Marker words per Latin-script language, minus words claimed by two languages."""
+    markers = {lang: list(words) for lang, words in DEFAULT_MARKERS.items()}
+    for lang in LATIN_LANGUAGES:
+        path = directory / f"markers_{lang}.yml"
+        if path.exists():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            markers[lang].extend(str(w) for w in data.get("words") or [])
+    cleaned: Dict[str, set] = {}
+    for lang, words in markers.items():
+        cleaned[lang] = {strip_accents(normalise(w)) for w in words if w}
+    owners = Counter(w for ws in cleaned.values() for w in ws)
+    return {lang: sorted(w for w in ws if owners[w] == 1) for lang, ws in cleaned.items()}
+
+
+def _features(text: str) -> List[str]:
+    feats: List[str] = []
+    for word in latin_words(text):
+        padded = f" {word} "
+        feats.append("w:" + word)
+        for n in (1, 2, 3, 4):
+            feats.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
+    return feats
+
+
+class LanguageScorer:
+    """Trained statistics plus lexicons; thread-safe for reading."""
+
+    alpha = 0.5
+    marker_weight = 3.0
+    hint_weight = 1.5
+    langdetect_weight = 2.0
+    evidence_per_word = 6.0  # how many independent observations one word's n-grams count as
+
+    def __init__(self, counts: Dict[str, Dict[str, int]], markers: Dict[str, List[str]]):
+        self.counts = {lang: Counter(counts.get(lang, {})) for lang in LATIN_LANGUAGES}
+        self.totals = {lang: sum(c.values()) for lang, c in self.counts.items()}
+        self.vocab = len(set().union(*[set(c) for c in self.counts.values()])) or 1
+        self.markers = {lang: set(markers.get(lang, [])) for lang in LATIN_LANGUAGES}
+        self.multiword_markers = {
+            lang: [m for m in words if " " in m] for lang, words in self.markers.items()
+        }
+        self._langdetect_lock = threading.Lock()
+
+    # -- training -------------------------------------------------------
+    @classmethod
+    def train(cls, examples: Iterable[Tuple[str, str]], markers: Optional[Dict] = None) -> "LanguageScorer":
+        counts: Dict[str, Counter] = {lang: Counter() for lang in LATIN_LANGUAGES}
+        for text, lang in examples:
+            if lang not in LATIN_LANGUAGES or not text:
+                continue
+            counts[lang].update(_features(strip_accents(normalise(text))))
+        return cls({k: dict(v) for k, v in counts.items()}, markers or load_markers())
+
+    @classmethod
+    def from_nlu_files(cls, paths: Iterable[pathlib.Path]) -> "LanguageScorer":
+        return cls.train(read_labelled_examples(paths))
+
+    def to_json(self) -> str:
+        return json.dumps({"counts": {k: dict(v) for k, v in self.counts.items()}, "markers": {k: sorted(v) for k, v in self.markers.items()}})
+
+    @classmethod
+    def from_json(cls, data: str) -> "LanguageScorer":
+        raw = json.loads(data)
+        return cls(raw["counts"], raw["markers"])
+
+    # -- identification ---------------------------------------------------
+    def identify(self, text: str, hint: Optional[str] = None) -> LanguageGuess:
+        text = normalise(text)
+        hint = normalise_hint(hint)
+        n_words = len(text.split())
+        letters = count_letters(text)
+        thai = count_thai(text)
+        if thai and thai * 2 >= letters:
+            return LanguageGuess("th", 1.0, {"th": 1.0}, n_words, True, "thai script")
+        if vietnamese_marks(text) >= 1 and self._vietnamese_script(text):
+            return LanguageGuess("vi", 1.0, {"vi": 1.0}, n_words, True, "vietnamese letters")
+        if letters == 0:
+            lang = hint or "en"
+            return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "no letters")
+        latin = sum(1 for ch in text if ch.isalpha() and ch.isascii()) + vietnamese_marks(text)
+        if latin * 2 < letters:
+            # Another script (Burmese, Khmer, Chinese, Arabic ...): not one of ours.
+            lang = hint or "en"
+            return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "unsupported script")
+        plain = strip_accents(text)
+        tokens = latin_words(plain)
+        if tokens and all(t in INTERNATIONAL for t in tokens):
+            lang = hint or "en"
+            return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "international words")
+        scores = self._latin_scores(plain, n_words, hint)
+        probs = _softmax(scores)
+        best = max(probs, key=probs.get)
+        return LanguageGuess(best, probs[best], probs, n_words, False, "statistics")
+
+    @staticmethod
+    def _vietnamese_script(text: str) -> bool:
+        # One strong mark is enough (e.g. "được"); a lone é in "café" is not.
+        from components.textnorm import VI_STRONG
+
+        return any(ch in VI_STRONG for ch in text) or vietnamese_marks(text) >= 2
+
+    def _latin_scores(self, text: str, n_words: int, hint: Optional[str]) -> Dict[str, float]:
+        feats = _features(text)
+        scores: Dict[str, float] = {}
+        for lang in LATIN_LANGUAGES:
+            counts, denom = self.counts[lang], self.totals[lang] + self.alpha * self.vocab
+            scores[lang] = sum(math.log((counts.get(f, 0) + self.alpha) / denom) for f in feats)
+        # Scale the likelihood so that one message is one piece of evidence,
+        # not hundreds of correlated n-grams.
+        if feats:
+            weight = self.evidence_per_word / len(feats) * max(1.0, math.sqrt(n_words))
+            scores = {k: v * weight for k, v in scores.items()}
+        tokens = latin_words(text)
+        padded = f" {' '.join(tokens)} "
+        for lang in LATIN_LANGUAGES:
+            hits = sum(1 for t in tokens if t in self.markers[lang])
+            hits += sum(1 for m in self.multiword_markers[lang] if f" {m} " in padded)
+            scores[lang] += self.marker_weight * hits
+        if hint in scores:
+            scores[hint] += self.hint_weight
+        if n_words >= 4:
+            for lang, p in self._langdetect(text).items():
+                scores[lang] += self.langdetect_weight * math.log(p + 0.02)
+        return scores
+
+    def _langdetect(self, text: str) -> Dict[str, float]:
+        try:
+            from langdetect import DetectorFactory, detect_langs
+            from langdetect.lang_detect_exception import LangDetectException
+        except ImportError:  # pragma: no cover - langdetect is a pinned dependency
+            return {}
+        with self._langdetect_lock:
+            DetectorFactory.seed = 0
+            try:
+                found = {r.lang: r.prob for r in detect_langs(text)}
+            except LangDetectException:
+                return {}
+        malay_like = found.get("id", 0.0) + found.get("ms", 0.0) + 0.5 * found.get("tl", 0.0)
+        return {"en": found.get("en", 0.0), "id": malay_like, "ms": malay_like, "vi": found.get("vi", 0.0)}
+
+
+def _softmax(scores: Dict[str, float]) -> Dict[str, float]:
+    top = max(scores.values())
+    exp = {k: math.exp(v - top) for k, v in scores.items()}
+    total = sum(exp.values())
+    return {k: round(v / total, 4) for k, v in exp.items()}
+
+
+def read_labelled_examples(paths: Iterable[pathlib.Path]) -> List[Tuple[str, str]]:
+    """(text, language) pairs from Rasa NLU YAML files whose intents carry metadata.language."""
+    pairs: List[Tuple[str, str]] = []
+    for path in paths:
+        data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+        for block in data.get("nlu") or []:
+            lang = ((block.get("metadata") or {}).get("language")) if isinstance(block, dict) else None
+            if lang and isinstance(block.get("examples"), str):
+                pairs.extend((line[2:].strip(), lang) for line in block["examples"].splitlines() if line.startswith("- "))
+    return pairs

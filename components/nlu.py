@@ -1,0 +1,182 @@
+"""Rasa 3.6 graph components: language identification, a per-language tokenizer
+and the emergency override. The logic lives in plain modules beside this one."""
+import functools
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.tokenizers.tokenizer import Token, Tokenizer
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, METADATA, METADATA_INTENT, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from components import emergency
+from components.language import LanguageScorer, normalise_hint
+from components.textnorm import WORD_RE, count_thai
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE_ID = "language_id"  # key of the proposal in the parse data
+EMERGENCY_INTENT = "report_emergency"
+HINT_KEYS = ("language_hint", "language_code", "locale")
+
+
+def message_hint(message: Message) -> Optional[str]:
+    metadata = message.get(METADATA) or {}
+    if not isinstance(metadata, dict):
+        return None
+    for key in HINT_KEYS:
+        hint = normalise_hint(metadata.get(key))
+        if hint:
+            return hint
+    return None
+
+
+def training_language(message: Message) -> Optional[str]:
+    metadata = message.get(METADATA) or {}
+    intent_meta = metadata.get(METADATA_INTENT) if isinstance(metadata, dict) else None
+    return intent_meta.get("language") if isinstance(intent_meta, dict) else None
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
+class LanguageIdentifier(GraphComponent):
+    """Proposes the message's language; the action server decides whether the
+    conversation switches (see actions/language.py)."""
+
+    FILE = "language_scorer.json"
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+                 scorer: Optional[LanguageScorer] = None) -> None:
+        self._config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self._scorer = scorer
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {}
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "LanguageIdentifier":
+        return cls(config, model_storage, resource)
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> "LanguageIdentifier":
+        try:
+            with model_storage.read_from(resource) as directory:
+                scorer = LanguageScorer.from_json((directory / cls.FILE).read_text(encoding="utf-8"))
+        except (ValueError, FileNotFoundError):
+            logger.warning("language scorer not found in the model; using lexicons only")
+            scorer = LanguageScorer.train([])
+        return cls(config, model_storage, resource, scorer)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        pairs = [(m.get(TEXT), training_language(m)) for m in training_data.intent_examples]
+        pairs = [(t, lang) for t, lang in pairs if t and lang]
+        self._scorer = LanguageScorer.train(pairs)
+        with self._model_storage.write_to(self._resource) as directory:
+            (directory / self.FILE).write_text(self._scorer.to_json(), encoding="utf-8")
+        logger.info("language scorer trained on %d labelled examples", len(pairs))
+        return self._resource
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        # Training examples carry their true language: the tokenizer uses it.
+        for message in training_data.training_examples:
+            lang = training_language(message)
+            if lang:
+                message.set(LANGUAGE_ID, {"language": lang, "confidence": 1.0, "unambiguous": True})
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = message.get(TEXT)
+            if not isinstance(text, str) or not text.strip():
+                continue
+            guess = self._scorer.identify(text, hint=message_hint(message))
+            proposal = guess.as_dict()
+            proposal["hint"] = message_hint(message)
+            message.set(LANGUAGE_ID, proposal, add_to_output=True)
+        return messages
+
+
+@functools.lru_cache(maxsize=None)
+def _spacy_blank(lang: str):
+    import spacy
+
+    return spacy.blank(lang)
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=False)
+class MultilingualTokenizer(Tokenizer):
+    """Thai cut into words (pythainlp through spaCy's blank ``th``), Vietnamese
+    into syllable compounds (pyvi through spaCy's blank ``vi``, joined with
+    ``_``), English, Indonesian and Malay into words. spaCy 3.4 has no Malay;
+    Malay is written in the same Latin alphabet with the same word boundaries as
+    Indonesian and English, so the word pattern serves all three."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"intent_tokenization_flag": False, "intent_split_symbol": "_", "token_pattern": None,
+                "prefix_separator_symbol": None}
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "MultilingualTokenizer":
+        return cls(config)
+
+    @staticmethod
+    def message_language(message: Message, attribute: Text) -> Optional[str]:
+        proposal = message.get(LANGUAGE_ID) if attribute == TEXT else None
+        if isinstance(proposal, dict) and proposal.get("language"):
+            return proposal["language"]
+        return None
+
+    def tokenize(self, message: Message, attribute: Text) -> List[Token]:
+        text = message.get(attribute) or ""
+        lang = self.message_language(message, attribute)
+        if count_thai(text):
+            lang = "th"
+        if lang in ("th", "vi"):
+            tokens = [
+                Token(t.text.replace(" ", "_"), t.idx)
+                for t in _spacy_blank(lang)(text)
+                if not t.is_space and WORD_RE.search(t.text)
+            ]
+        else:
+            tokens = [Token(m.group(0), m.start()) for m in WORD_RE.finditer(text)]
+        if not tokens and text.strip():
+            tokens = [Token(text.strip(), text.index(text.strip()[0]))]
+        return self._apply_token_pattern(tokens)
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
+class EmergencyOverride(GraphComponent):
+    """Runs last: when the lexicon detector fires, the intent becomes
+    ``report_emergency`` whatever the classifier thought (recall first)."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {}
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "EmergencyOverride":
+        emergency.load_lexicons()
+        return cls()
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = message.get(TEXT)
+            if isinstance(text, str) and emergency.detect(text):
+                previous = message.get(INTENT) or {}
+                message.set(INTENT, {"name": EMERGENCY_INTENT, "confidence": 1.0}, add_to_output=True)
+                ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != EMERGENCY_INTENT]
+                message.set(INTENT_RANKING_KEY, [{"name": EMERGENCY_INTENT, "confidence": 1.0}] + ranking,
+                            add_to_output=True)
+                message.set("emergency_override", {"classifier_intent": previous.get("name")}, add_to_output=True)
+        return messages
