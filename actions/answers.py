@@ -1,0 +1,142 @@
+"""Guide answers: a recognised topic answered from data/guides in the user's
+language and for their audience, with its source, related topics and a person;
+the country asked once when the answer depends on it; search when nothing was
+recognised with confidence."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+
+from actions.content import Content, Guide, get_content
+from actions.conversation import WaypointAction
+from actions.respond import Reply, button
+from actions.search import search
+from components.textnorm import normalise, strip_accents
+
+logger = logging.getLogger(__name__)
+
+ASKED_COUNTRIES = ("TH", "ID", "MY", "VN", "PH", "KH", "AU")
+OTHER_COUNTRY = "ZZ"  # button value for "another country": nothing is stored
+
+
+def intent_name(tracker: Tracker) -> Optional[str]:
+    return ((tracker.latest_message or {}).get("intent") or {}).get("name")
+
+
+def country_in_text(content: Content, text: str) -> Optional[str]:
+    plain = f" {strip_accents(normalise(text))} "
+    found = set()
+    for code, info in content.countries.items():
+        for alias in info.get("aliases") or []:
+            a = strip_accents(normalise(str(alias)))
+            if re.search(r"[\u0E00-\u0E7F]", a):
+                if a in plain:
+                    found.add(code)
+            elif re.search(rf"(?<!\w){re.escape(a)}(?!\w)", plain):
+                found.add(code)
+    return found.pop() if len(found) == 1 else None
+
+
+def country_from_message(tracker: Tracker) -> Optional[str]:
+    """The country a message gives: a button's entity, or a country named in a
+    message that answers the country question or says where the user is."""
+    latest = tracker.latest_message or {}
+    for entity in latest.get("entities") or []:
+        if entity.get("entity") == "country":
+            value = str(entity.get("value") or "").upper()
+            return value if re.fullmatch(r"[A-Z]{2}", value) and value != OTHER_COUNTRY else None
+    if intent_name(tracker) == "inform_country" or tracker.get_slot("pending_topic"):
+        return country_in_text(get_content(), latest.get("text") or "")
+    return None
+
+
+def country_buttons(reply: Reply) -> List[Dict[str, str]]:
+    buttons = [button(reply.content.country_name(code, reply.language), f'/inform_country{{"country":"{code}"}}')
+               for code in ASKED_COUNTRIES]
+    return buttons + [button(reply.text("label_other_country"), f'/inform_country{{"country":"{OTHER_COUNTRY}"}}')]
+
+
+def ask_country(reply: Reply, topic: str) -> List[Dict[Text, Any]]:
+    reply.say("ask_country", buttons=country_buttons(reply))
+    return [SlotSet("pending_topic", topic), SlotSet("country_asked", True)]
+
+
+def answer_text(reply: Reply, guide: Guide, country: Optional[str]) -> str:
+    audience = "practitioner" if reply.audience == "practitioner" else "survivor"
+    parts = [guide.text(reply.language, audience)]
+    note = guide.country_notes.get(country or "")
+    if note:
+        name = reply.content.country_name(country, reply.language)
+        parts.append(f"{reply.text('country_note', country=name)} {note.get(reply.language, note['en']).strip()}")
+    parts.append(guide.text(reply.language, "source"))
+    return "\n\n".join(parts)
+
+
+def send_answer(reply: Reply, tracker: Tracker, topic: str) -> List[Dict[Text, Any]]:
+    """The answer to ``topic`` with its source line, related topics and a person."""
+    if topic == "help.helplines":
+        from actions.helplines import show_helplines
+
+        return show_helplines(reply, tracker)
+    guide = reply.content.guides[topic]
+    related = list(guide.related[:3])
+    if tracker.get_slot("is_minor") and topic != "child.child_victims" and "child.child_victims" not in related:
+        related = ["child.child_victims"] + related[:2]
+    reply.send(answer_text(reply, guide, tracker.get_slot("country")), reply.topic_buttons(related))
+    return [SlotSet("pending_topic", None)]
+
+
+class ActionAnswerTopic(WaypointAction):
+    def name(self) -> Text:
+        return "action_answer_topic"
+
+    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
+        topic = reply.content.intent_topics().get(intent_name(tracker) or "")
+        if topic not in reply.content.guides:
+            return await ActionSearchTopics().respond(reply, tracker)
+        events: List[Dict[Text, Any]] = [SlotSet("topic", topic)]
+        guide = reply.content.guides[topic]
+        if guide.country_dependent and not tracker.get_slot("country") and not tracker.get_slot("country_asked"):
+            return events + ask_country(reply, topic)
+        return events + send_answer(reply, tracker, topic)
+
+
+class ActionSetCountry(WaypointAction):
+    def name(self) -> Text:
+        return "action_set_country"
+
+    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
+        # action_validate_slot_mappings has already stored a recognised country.
+        country = tracker.get_slot("country")
+        given = country_from_message(tracker)
+        pending = tracker.get_slot("pending_topic")
+        events: List[Dict[Text, Any]] = [SlotSet("country_asked", True)]
+        if given and given not in reply.content.countries:
+            reply.say("country_unknown", country=given)
+        elif given:
+            reply.say("country_set", country=reply.content.country_name(given, reply.language))
+        if pending in reply.content.guides:
+            return events + send_answer(reply, tracker, pending)
+        if not given and not country:
+            reply.say("country_unknown", country="")
+        return events
+
+
+class ActionSearchTopics(WaypointAction):
+    """Nothing recognised with confidence: offer the three best-matching topics."""
+
+    def name(self) -> Text:
+        return "action_search_topics"
+
+    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
+        text = (tracker.latest_message or {}).get("text") or ""
+        hits = [topic for topic, _ in search(reply.content, text, reply.language)] if not text.startswith("/") else []
+        if hits:
+            reply.say("fallback_suggest", buttons=reply.topic_buttons(hits))
+        else:
+            reply.say("fallback_none", buttons=WaypointAction.menu_buttons(reply))
+        return []
