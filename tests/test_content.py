@@ -1,0 +1,164 @@
+"""Content files: guides, helplines, countries, messages and the domain's responses."""
+import pathlib
+import shutil
+
+import pytest
+import yaml
+
+from actions.content import LANGUAGES, ContentError, intent_for_topic, load_content
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_TAXONOMY = ROOT.parent / "shared" / "taxonomy.yml"
+
+
+@pytest.fixture(scope="module")
+def content():
+    return load_content(ROOT / "data")
+
+
+def test_every_taxonomy_id_has_exactly_one_guide(content):
+    assert set(content.guides) == set(content.taxonomy)
+    assert len(content.taxonomy) == 41
+
+
+@pytest.mark.skipif(not SHARED_TAXONOMY.exists(), reason="shared/ not beside the checkout")
+def test_taxonomy_is_the_shared_contract():
+    assert yaml.safe_load((ROOT / "data" / "taxonomy.yml").read_text()) == yaml.safe_load(SHARED_TAXONOMY.read_text())
+
+
+def test_guides_have_five_languages_two_audiences_and_sources(content):
+    for guide in content.guides.values():
+        assert guide.sources
+        for lang in LANGUAGES:
+            entry = guide.languages[lang]
+            assert entry["survivor"].strip() and entry["practitioner"].strip()
+            assert entry["review"] in ("machine-translated", "native-reviewed")
+
+
+def test_survivor_answers_are_short(content):
+    for guide in content.guides.values():
+        words = len(guide.languages["en"]["survivor"].split())
+        assert words <= 140, f"{guide.topic}: {words} words"
+
+
+def test_no_phone_numbers_in_answers(content):
+    import re
+
+    for guide in content.guides.values():
+        for lang, entry in guide.languages.items():
+            for field in ("survivor", "practitioner"):
+                assert not re.search(r"\b\d{3,4}[ -]?\d{3,4}\b(?![ -]?(?:QH|/))", entry[field].replace("2008", "")) \
+                    or "QH" in entry[field], f"{guide.topic} {lang} {field} may contain a phone number"
+
+
+def test_intents_cover_the_taxonomy(domain, content):
+    intents = set(domain["intents"])
+    for topic in content.taxonomy:
+        assert intent_for_topic(topic) in intents
+
+
+def test_every_domain_response_exists_in_all_five_languages(domain):
+    for name, variations in domain["responses"].items():
+        languages = {c["value"] for v in variations for c in (v.get("condition") or []) if c.get("name") == "language"}
+        assert languages == set(LANGUAGES), f"{name} lacks {set(LANGUAGES) - languages}"
+        assert any(not v.get("condition") for v in variations), f"{name} has no default variation"
+
+
+def test_every_message_exists_in_all_five_languages(content):
+    for key, texts in content.messages.items():
+        assert set(LANGUAGES) <= set(texts), f"{key} lacks {set(LANGUAGES) - set(texts)}"
+
+
+def test_helplines_are_sourced_and_verified_only(content):
+    facts = (ROOT / "docs" / "reference" / "facts.md").read_text(encoding="utf-8")
+    assert content.helplines
+    for helpline in content.helplines:
+        assert helpline.source in facts, f"{helpline.id}: source not in facts.md"
+        assert helpline.hours.get("timezone")
+    numbers = {c["value"] for h in content.helplines for c in h.channels}
+    # Marked NOT VERIFIED in facts.md: never shipped as fact.
+    for unverified in ("112", "999", "1288", "113"):
+        assert unverified not in numbers
+
+
+def test_child_helplines_named_by_the_issue_are_present(content):
+    children = {(h.country, c["value"]) for h in content.helplines if "children" in h.purposes for c in h.channels}
+    for expected in (("TH", "1300"), ("VN", "111"), ("ID", "129"), ("MY", "15999")):
+        assert expected in children
+
+
+def test_open_now_is_computed_in_the_helplines_time_zone(content):
+    import datetime as dt
+
+    mapo = next(h for h in content.helplines if h.id == "my-mapo")
+    morning_kl = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.timezone.utc)  # 09:00 in Kuala Lumpur
+    night_kl = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.timezone.utc)  # 23:00 in Kuala Lumpur
+    assert mapo.open_now(morning_kl) is True
+    assert mapo.open_now(night_kl) is False
+    unknown = next(h for h in content.helplines if h.hours.get("unknown"))
+    assert unknown.open_now() is None
+
+
+# -- broken files are named, not stack traces ---------------------------------
+
+@pytest.fixture
+def data_copy(tmp_path):
+    target = tmp_path / "data"
+    shutil.copytree(ROOT / "data", target, ignore=shutil.ignore_patterns("nlu", "rules", "stories"))
+    return target
+
+
+def problems_of(path):
+    with pytest.raises(ContentError) as error:
+        load_content(path)
+    return "\n".join(error.value.problems)
+
+
+def test_broken_yaml_names_the_file_and_line(data_copy):
+    guide = data_copy / "protection" / "protect.shelter.yml"
+    guide = next((data_copy / "guides").glob("protection/protect.shelter.yml"))
+    guide.write_text(guide.read_text() + "\n  bad: [unclosed\n")
+    text = problems_of(data_copy)
+    assert "protect.shelter.yml" in text and "not valid YAML" in text
+
+
+def test_missing_language_is_named_with_its_field(data_copy):
+    guide = next((data_copy / "guides").glob("remedies/remedy.compensation.yml"))
+    raw = yaml.safe_load(guide.read_text())
+    del raw["languages"]["th"]["practitioner"]
+    guide.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    assert "remedy.compensation.yml: languages.th.practitioner: missing or empty" in problems_of(data_copy)
+
+
+def test_missing_file_and_stray_file_are_both_reported(data_copy):
+    guide = next((data_copy / "guides").glob("help/help.about_assistant.yml"))
+    raw = yaml.safe_load(guide.read_text())
+    guide.unlink()
+    raw["topic"] = "help.not_a_topic"
+    (guide.parent / "help.not_a_topic.yml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    text = problems_of(data_copy)
+    assert "file missing for taxonomy id help.about_assistant" in text
+    assert "'help.not_a_topic' is not a taxonomy id" in text
+
+
+def test_empty_sources_and_bad_review_status_are_named(data_copy):
+    guide = next((data_copy / "guides").glob("children/child.age_unknown.yml"))
+    raw = yaml.safe_load(guide.read_text())
+    raw["sources"] = []
+    raw["languages"]["vi"]["review"] = "reviewed-ish"
+    guide.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    text = problems_of(data_copy)
+    assert "child.age_unknown.yml: sources: at least one source is required" in text
+    assert "languages.vi.review: must be one of" in text
+
+
+def test_validate_command_prints_problems_without_a_traceback(data_copy):
+    import subprocess
+    import sys
+
+    (next((data_copy / "guides").glob("help/help.helplines.yml"))).write_text("topic: [")
+    result = subprocess.run([sys.executable, "-m", "actions.content"], cwd=ROOT, capture_output=True, text=True,
+                            env={"WAYPOINT_DATA_DIR": str(data_copy), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert "help.helplines.yml" in result.stderr
+    assert "Traceback" not in result.stderr

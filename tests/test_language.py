@@ -1,0 +1,130 @@
+"""The language component (text) and the slot decision (conversation)."""
+import pytest
+
+from actions.language import decide_language, named_language
+from components.language import LanguageScorer, normalise_hint
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("my employer took my passport and I cannot go home", "en"),
+    ("majikan saya ambil pasport saya, saya tak boleh balik kampung", "ms"),
+    ("majikan saya ambil paspor saya, saya nggak bisa pulang ke kampung", "id"),
+    ("tôi bị chủ giữ hộ chiếu, tôi phải làm sao", "vi"),
+    ("toi bi chu giu ho chieu khong cho ve nha", "vi"),
+    ("นายจ้างยึดพาสปอร์ตของฉัน ทำยังไงดี", "th"),
+])
+def test_each_language_long(scorer, text, expected):
+    assert scorer.identify(text).language == expected
+
+
+@pytest.mark.parametrize("malay,indonesian", [
+    ("saya tak boleh keluar", "saya nggak bisa keluar"),
+    ("berapa wang yang saya boleh tuntut", "berapa uang yang bisa saya tuntut"),
+    ("bantuan guaman percuma", "bantuan hukum gratis"),
+    ("pejabat kerajaan", "kantor pemerintah"),
+    ("kerana saya takut polis", "karena saya takut polisi"),
+])
+def test_malay_and_indonesian_are_kept_apart(scorer, malay, indonesian):
+    assert scorer.identify(malay).language == "ms"
+    assert scorer.identify(indonesian).language == "id"
+
+
+def test_scripts_are_unambiguous_even_for_one_word(scorer):
+    thai = scorer.identify("ช่วยด้วย")
+    assert (thai.language, thai.unambiguous) == ("th", True)
+    vietnamese = scorer.identify("được")
+    assert (vietnamese.language, vietnamese.unambiguous) == ("vi", True)
+    # A single accented loanword is not Vietnamese.
+    assert scorer.identify("café").language != "vi"
+
+
+def test_international_words_are_not_evidence(scorer):
+    assert scorer.identify("ok").reason == "international words"
+    assert scorer.identify("ok", hint="th").language == "th"
+    assert scorer.identify("hello thanks").language == "en"
+
+
+def test_channel_hint_is_a_prior_for_short_messages(scorer):
+    # "tolong" is the same word in Malay and Indonesian: the hint decides.
+    assert scorer.identify("tolong", hint="ms").language == "ms"
+    assert scorer.identify("tolong", hint="id").language == "id"
+    # ... but a clear sentence beats the hint.
+    assert scorer.identify("my boss never paid my salary for six months", hint="id").language == "en"
+
+
+def test_code_mixed_messages(scorer):
+    assert scorer.identify("boss saya tak bayar gaji, can or not claim?").language == "ms"
+    assert scorer.identify("bos aku gak bayar gaji, gimana cara claim nya").language == "id"
+    assert scorer.identify("พี่คะ passport โดนยึดค่ะ").language == "th"
+
+
+def test_other_scripts_are_reported_unsupported(scorer):
+    for text in ("我的护照被老板拿走了", "ကျွန်တော့်ကို ကူညီပါ", "ខ្ញុំត្រូវការជំនួយ"):
+        assert scorer.identify(text).reason == "unsupported script"
+
+
+def test_empty_and_symbol_only_messages(scorer):
+    assert scorer.identify("").reason == "no letters"
+    assert scorer.identify("???!!! 123").reason == "no letters"
+
+
+def test_hint_normalisation():
+    assert normalise_hint("en-US") == "en"
+    assert normalise_hint("ms_MY") == "ms"
+    assert normalise_hint("in") == "id"
+    assert normalise_hint("fr") is None
+    assert normalise_hint(None) is None
+
+
+def test_scorer_survives_serialisation(scorer):
+    again = LanguageScorer.from_json(scorer.to_json())
+    assert again.identify("saya tak boleh balik").language == "ms"
+
+
+# -- the conversation's decision ---------------------------------------------
+
+def guess(language, confidence=0.99, n_words=6, unambiguous=False, reason="statistics"):
+    return {"language": language, "confidence": confidence, "n_words": n_words, "unambiguous": unambiguous,
+            "reason": reason}
+
+
+def test_first_message_sets_the_language():
+    assert decide_language(None, guess("vi", n_words=1), "chào") == "vi"
+
+
+def test_sticky_on_one_or_two_words():
+    assert decide_language("ms", guess("id", n_words=1), "tolong") == "ms"
+    assert decide_language("th", guess("en", n_words=2), "ok thanks") == "th"
+
+
+def test_switches_on_a_clear_sentence():
+    assert decide_language("en", guess("id", n_words=7), "saya mau tanya soal gaji yang belum dibayar") == "id"
+
+
+def test_does_not_switch_on_an_unsure_sentence():
+    assert decide_language("ms", guess("id", confidence=0.6, n_words=5), "saya mahu tanya pasal gaji") == "ms"
+
+
+def test_switches_on_unambiguous_script_even_when_short():
+    assert decide_language("en", guess("th", n_words=1, unambiguous=True), "สวัสดี") == "th"
+
+
+def test_button_payloads_never_switch():
+    assert decide_language("vi", guess("en"), '/choose_language{"language_choice":"en"}') == "vi"
+
+
+def test_unsupported_script_keeps_the_language():
+    assert decide_language("id", guess("en", reason="unsupported script"), "我需要帮助") == "id"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("can you speak Thai?", "th"),
+    ("boleh cakap bahasa melayu?", "ms"),
+    ("bisa pakai bahasa indonesia?", "id"),
+    ("nói tiếng Việt được không", "vi"),
+    ("พูดภาษาไทยได้ไหม", "th"),
+    ("english please", "en"),
+    ("hello", None),
+])
+def test_named_language(text, expected):
+    assert named_language(text) == expected
