@@ -46,6 +46,7 @@ def connect(path: Optional[pathlib.Path] = None) -> Iterator[sqlite3.Connection]
         conn = sqlite3.connect(path, timeout=10)
         try:
             conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA secure_delete = ON")
             conn.executescript(SCHEMA)
             yield conn
             conn.commit()

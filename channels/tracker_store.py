@@ -65,7 +65,23 @@ class WaypointInMemoryTrackerStore(ForgetMixin, InMemoryTrackerStore):
 
 
 class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
-    """SQLite by default (endpoints.yml); PostgreSQL with ``dialect: postgresql``."""
+    """SQLite by default (endpoints.yml); PostgreSQL with ``dialect: postgresql``.
+
+    SQLite runs with ``secure_delete`` on, so deleted conversations are
+    overwritten in the database file, not just unlinked from its index."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            import sqlalchemy as sa
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _secure_delete(connection, _record):  # pragma: no cover - called by SQLAlchemy
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA secure_delete = ON")
+                cursor.close()
+
+            self.engine.dispose()  # connections opened before the listener get the pragma too
 
     async def forget(self, sender_id: str) -> None:
         with self.session_scope() as session:

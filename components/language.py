@@ -114,7 +114,7 @@ class LanguageScorer:
 
     alpha = 0.5
     marker_weight = 3.0
-    hint_weight = 1.5
+    hint_weight = 2.5
     langdetect_weight = 2.0
     evidence_per_word = 6.0  # how many independent observations one word's n-grams count as
 

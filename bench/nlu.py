@@ -1,0 +1,87 @@
+"""Topic accuracy (top-1) per language on the held-out set (tests/nlu, never in
+data/), side by side in the same run with the stock `rasa init` pipeline
+trained on the same data (bench/stock_config.yml).
+
+    .venv/bin/python -m bench.nlu            # trains the stock model if missing
+"""
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import time
+
+from bench.common import LANGUAGES, ROOT, pct, write_report
+from bench.nlu_eval import Parser, held_out
+
+OURS = ROOT / "models" / "waypoint.tar.gz"
+STOCK_DIR = ROOT / "bench" / "out"
+STOCK = STOCK_DIR / "stock.tar.gz"
+
+
+def train_stock() -> float:
+    STOCK_DIR.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    subprocess.run([str(ROOT / ".venv" / "bin" / "rasa"), "train", "nlu", "--config", "bench/stock_config.yml",
+                    "--nlu", "data/nlu", "--out", str(STOCK_DIR), "--fixed-model-name", "stock"],
+                   cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                   stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def evaluate(parser: Parser, pairs):
+    stats = collections.Counter()
+    confusions = collections.Counter()
+    for text, intent in pairs:
+        top, final = parser.top(text)
+        topic = intent.startswith(("ask_", "report_", "request_"))
+        stats["n_topic" if topic else "n_core"] += 1
+        stats["top_topic" if topic else "top_core"] += top == intent
+        stats["final_topic" if topic else "final_core"] += final == intent
+        stats["fallback"] += final == "nlu_fallback"
+        if top != intent and topic:
+            confusions[(intent, top)] += 1
+    return stats, confusions
+
+
+def main() -> None:
+    stock_time = None
+    if not STOCK.exists() or "--retrain" in sys.argv:
+        stock_time = train_stock()
+    ours, stock = Parser(OURS), Parser(STOCK)
+    rows, all_confusions = [], collections.Counter()
+    total = {"ours": collections.Counter(), "stock": collections.Counter()}
+    for lang in LANGUAGES:
+        pairs = held_out(ROOT / "tests" / "nlu" / f"{lang}.yml")
+        o, conf = evaluate(ours, pairs)
+        s, _ = evaluate(stock, pairs)
+        total["ours"].update(o)
+        total["stock"].update(s)
+        all_confusions.update(conf)
+        rows.append(f"| {lang} | {o['n_topic']} | **{pct(o['top_topic'], o['n_topic'])}** | {pct(s['top_topic'], s['n_topic'])} | "
+                    f"{pct(o['final_topic'], o['n_topic'])} | {pct(o['top_core'], o['n_core'])} | {pct(s['top_core'], s['n_core'])} |")
+    o, s = total["ours"], total["stock"]
+    rows.append(f"| **all** | {o['n_topic']} | **{pct(o['top_topic'], o['n_topic'])}** | {pct(s['top_topic'], s['n_topic'])} | "
+                f"{pct(o['final_topic'], o['n_topic'])} | {pct(o['top_core'], o['n_core'])} | {pct(s['top_core'], s['n_core'])} |")
+    body = [
+        "Held-out messages (tests/nlu/<lang>.yml; written separately from the training data, never in data/).",
+        "Top-1: the classifier's best intent. 'Answered' also counts the fallback: a message under the",
+        "confidence threshold is not answered but searched (three topics offered), so it counts as not answered here.",
+        "",
+        "| language | topic messages | Waypoint top-1 | stock top-1 | Waypoint answered | Waypoint, conversation intents | stock, conversation intents |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), trained on the same data/nlu"
+        + (f" in this run ({stock_time:.0f} s)." if stock_time else " (model from an earlier run of this command; `--retrain` to retrain)."),
+        "",
+        "Most frequent topic confusions (expected -> predicted, count):",
+        "",
+        *[f"- {a} -> {b}: {n}" for (a, b), n in all_confusions.most_common(12)],
+    ]
+    write_report("nlu", "Topic accuracy per language", ".venv/bin/python -m bench.nlu", body)
+
+
+if __name__ == "__main__":
+    main()
