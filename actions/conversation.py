@@ -1,6 +1,7 @@
 """Session start, the shared base of Waypoint's actions, and the generic reply."""
 from __future__ import annotations
 
+import abc
 import logging
 from typing import Any, Dict, List, Optional, Text
 
@@ -23,18 +24,17 @@ def proposal(tracker: Tracker) -> Dict[str, Any]:
     return (tracker.latest_message or {}).get("language_id") or {}
 
 
-class WaypointAction(Action):
+class WaypointAction(Action, abc.ABC):
     """Base class: says the session's short introduction before the first answer
-    of a session, and answers an unsupported language with a language choice."""
+    of a session, and answers an unsupported language with a language choice.
+    Abstract, so the action server does not register it."""
 
     show_intro = True
     handles_unsupported_language = True
 
-    def name(self) -> Text:  # pragma: no cover - every subclass names itself
-        raise NotImplementedError
-
+    @abc.abstractmethod
     async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
-        raise NotImplementedError
+        """What the action says; returns its events."""
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[Dict[Text, Any]]:
         reply = Reply(dispatcher, tracker, domain)

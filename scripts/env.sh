@@ -19,3 +19,4 @@ if [ -z "${WAYPOINT_ACTIONS_TOKEN:-}" ]; then
   WAYPOINT_ACTIONS_TOKEN="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   export WAYPOINT_ACTIONS_TOKEN
 fi
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"

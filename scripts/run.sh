@@ -19,6 +19,11 @@ trap cleanup INT TERM EXIT
 SANIC_HOST=127.0.0.1 "$VENV/bin/python" -m actions.server &
 pids+=($!)
 
+# Retention: purge conversations and hand-off cases older than
+# WAYPOINT_RETENTION_DAYS, at start and then hourly.
+"$VENV/bin/python" -m channels.retention --every "${WAYPOINT_RETENTION_EVERY:-3600}" >>"$WAYPOINT_VAR/retention.log" 2>&1 &
+pids+=($!)
+
 args=(run --model models/waypoint.tar.gz --interface 127.0.0.1 --port "$WAYPOINT_RASA_PORT"
       --credentials credentials.yml --endpoints endpoints.yml --log-file "$WAYPOINT_VAR/rasa.log")
 if [ -n "${WAYPOINT_API_TOKEN:-}" ]; then
