@@ -21,5 +21,7 @@ echo "== conversation tests (tests/stories, every language)"
   --out "$WAYPOINT_VAR/results" --no-plot >"$WAYPOINT_VAR/rasa-test.log" 2>&1 \
   || { tail -n 60 "$WAYPOINT_VAR/rasa-test.log"; cat "$WAYPOINT_VAR/results/failed_test_stories.yml" 2>/dev/null | head -n 80; exit 1; }
 echo "conversation tests passed"
+echo "== Chromium for the web chat tests"
+scripts/ensure-chromium.sh
 echo "== pytest"
 "$PY" -m pytest "$@"

@@ -1,0 +1,82 @@
+"""Takes a screenshot of the web chat at phone width (360x740) after a short
+conversation and saves it as docs/webchat-phone.png (shown in the README).
+
+    .venv/bin/python scripts/screenshot.py                 # starts Waypoint as `make run` does, in a temp folder
+    .venv/bin/python scripts/screenshot.py --url http://127.0.0.1:5005 --lang th --out /tmp/th.png
+
+Uses Debian's Chromium (scripts/ensure-chromium.sh installs it) through Playwright.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+# A question, then the country button the assistant offers (helplines with tap-to-call numbers).
+CONVERSATIONS = {
+    "en": "I need a helpline",
+    "id": "saya butuh nomor bantuan",
+    "ms": "saya perlukan talian bantuan",
+    "vi": "tôi cần số đường dây nóng",
+    "th": "ขอเบอร์สายด่วนหน่อย",
+}
+COUNTRY = {"en": "MY", "id": "ID", "ms": "MY", "vi": "VN", "th": "TH"}
+
+
+def shoot(url: str, lang: str, out: pathlib.Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
+                                      locale={"en": "en-GB", "id": "id-ID", "ms": "ms-MY", "vi": "vi-VN",
+                                              "th": "th-TH"}[lang])
+        page = context.new_page()
+        page.goto(f"{url}/chat?lang={lang}")
+        page.fill("#message", CONVERSATIONS[lang])
+        page.press("#message", "Enter")
+        page.locator("#writing").wait_for(state="hidden", timeout=60_000)
+        stored = page.evaluate("() => JSON.parse(window.sessionStorage.getItem('waypoint-chat'))")
+        buttons = [m for m in stored["messages"] if m.get("buttons")][-1]["buttons"]
+        wanted = f'"country":"{COUNTRY[lang]}"'
+        index = next((i for i, b in enumerate(buttons) if wanted in b["payload"]), None)
+        if index is not None:
+            page.locator(".from-bot").filter(has=page.locator(".choice")).last.locator(".choice").nth(index).click()
+            page.locator("#writing").wait_for(state="hidden", timeout=60_000)
+        # Show the last question and the start of its answer.
+        page.locator(".from-user").last.evaluate("(e) => e.scrollIntoView({block: 'start'})")
+        page.locator("body").click(position={"x": 5, "y": 700})  # no focus ring on the message box
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out))
+        browser.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running Waypoint (default: start one)")
+    parser.add_argument("--lang", default="en", choices=sorted(CONVERSATIONS))
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "webchat-phone.png")
+    args = parser.parse_args()
+    if args.url:
+        shoot(args.url.rstrip("/"), args.lang, args.out)
+    else:
+        from tests.servers import Waypoint
+
+        with tempfile.TemporaryDirectory() as var:
+            server = Waypoint(pathlib.Path(var)).start()
+            try:
+                shoot(server.url, args.lang, args.out)
+            finally:
+                server.stop()
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
