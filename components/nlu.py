@@ -8,12 +8,14 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import TOKENS_NAMES
 from rasa.nlu.tokenizers.tokenizer import Token, Tokenizer
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, METADATA, METADATA_INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from components import emergency
+from components.intents import IntentModel, feature_text
 from components.language import LanguageScorer, normalise_hint
 from components.textnorm import WORD_RE, count_thai
 
@@ -152,6 +154,69 @@ class MultilingualTokenizer(Tokenizer):
         if not tokens and text.strip():
             tokens = [Token(text.strip(), text.index(text.strip()[0]))]
         return self._apply_token_pattern(tokens)
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
+class TfidfIntentClassifier(GraphComponent):
+    """Intent from the tokens (components/intents.py): TF-IDF + logistic regression."""
+
+    FILE = "intent_model.joblib"
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+                 model: Optional[IntentModel] = None) -> None:
+        self._config = {**self.get_default_config(), **config}
+        self._model_storage = model_storage
+        self._resource = resource
+        self._model = model
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"C": 20.0, "ranking_length": 10}
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "TfidfIntentClassifier":
+        return cls(config, model_storage, resource)
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> "TfidfIntentClassifier":
+        import joblib
+
+        try:
+            with model_storage.read_from(resource) as directory:
+                model = joblib.load(directory / cls.FILE)
+        except (ValueError, FileNotFoundError):
+            logger.warning("intent model not found in the model; every message will fall back")
+            model = None
+        return cls(config, model_storage, resource, model)
+
+    @staticmethod
+    def _text(message: Message) -> str:
+        tokens = [t.text for t in message.get(TOKENS_NAMES[TEXT]) or []]
+        proposal = message.get(LANGUAGE_ID) or {}
+        return feature_text(tokens, proposal.get("language", "") if isinstance(proposal, dict) else "")
+
+    def train(self, training_data: TrainingData) -> Resource:
+        import joblib
+
+        examples = [m for m in training_data.intent_examples if m.get(INTENT)]
+        self._model = IntentModel(c=float(self._config["C"])).fit(
+            [self._text(m) for m in examples], [m.get(INTENT) for m in examples])
+        with self._model_storage.write_to(self._resource) as directory:
+            joblib.dump(self._model, directory / self.FILE)
+        logger.info("intent model trained on %d examples, %d intents", len(examples), len(self._model.intents))
+        return self._resource
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = self._text(message)
+            if self._model is None or not text:
+                continue
+            ranking = self._model.rank(text, int(self._config["ranking_length"]))
+            message.set(INTENT, {"name": ranking[0][0], "confidence": ranking[0][1]}, add_to_output=True)
+            message.set(INTENT_RANKING_KEY, [{"name": n, "confidence": c} for n, c in ranking], add_to_output=True)
+        return messages
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)

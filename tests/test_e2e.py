@@ -1,0 +1,97 @@
+"""End to end: the servers started as `make run` starts them, the REST channel,
+the token-guarded HTTP API, deletion, and logs without user text."""
+import urllib.error
+
+import pytest
+
+from actions.content import load_content
+from tests.servers import ROOT, Waypoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def waypoint(tmp_path_factory):
+    server = Waypoint(tmp_path_factory.mktemp("waypoint")).start()
+    yield server
+    assert server.stop() in (0, 130, -2, 143)
+
+
+@pytest.fixture(scope="module")
+def content():
+    return load_content(ROOT / "data")
+
+
+def texts(replies):
+    return "\n".join(r.get("text", "") for r in replies)
+
+
+@pytest.mark.parametrize("lang,message,topic", [
+    ("en", "my boss took my passport and wont give it back", "protect.documents"),
+    ("id", "paspor saya ditahan sama majikan, gimana cara ambilnya", "protect.documents"),
+    ("ms", "majikan simpan pasport saya, macam mana nak ambil balik", "protect.documents"),
+    ("vi", "chủ giữ hộ chiếu của tôi không trả, tôi phải làm sao", "protect.documents"),
+    ("th", "นายจ้างยึดพาสปอร์ตไม่ยอมคืน ทำยังไงดี", "protect.documents"),
+])
+def test_a_question_in_each_language(waypoint, content, lang, message, topic):
+    sender = f"e2e-{lang}"
+    replies = waypoint.say(sender, message)
+    assert replies[0]["text"] == content.messages["intro"][lang]  # what I am, delete, help now
+    assert content.guides[topic].languages[lang]["survivor"].strip()[:30] in texts(replies)
+    slots = waypoint.tracker(sender)["slots"]
+    assert slots["language"] == lang
+    assert slots["topic"] == topic
+    assert slots["audience"] == "survivor"
+
+
+def test_language_is_sticky_and_can_be_chosen(waypoint, content):
+    sender = "e2e-sticky"
+    waypoint.say(sender, "gaji saya belum dibayar tiga bulan, bisa minta tolong?")
+    assert waypoint.tracker(sender)["slots"]["language"] == "id"
+    waypoint.say(sender, "ok")
+    assert waypoint.tracker(sender)["slots"]["language"] == "id"
+    replies = waypoint.say(sender, "can you speak thai?")
+    assert waypoint.tracker(sender)["slots"]["language"] == "th"
+    assert content.messages["language_set"]["th"] in texts(replies)
+
+
+def test_channel_hint_decides_an_ambiguous_first_word(waypoint):
+    waypoint.say("e2e-hint", "tolong", metadata={"language_hint": "ms-MY"})
+    assert waypoint.tracker("e2e-hint")["slots"]["language"] == "ms"
+
+
+def test_practitioner_audience(waypoint):
+    sender = "e2e-practitioner"
+    waypoint.say(sender, "I am a social worker at a shelter")
+    assert waypoint.tracker(sender)["slots"]["audience"] == "practitioner"
+
+
+def test_emergency_comes_first(waypoint, content):
+    replies = waypoint.say("e2e-emergency", "they locked me in the room and he is beating me, help")
+    assert replies[0]["text"] == content.messages["emergency"]["en"]
+
+
+def test_api_needs_the_token(waypoint):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        waypoint.request("GET", "/conversations/e2e-en/tracker")
+    assert error.value.code in (401, 403)
+
+
+def test_delete_my_data_leaves_nothing(waypoint):
+    sender = "e2e-delete"
+    marker = "ZEBRA-7781-MARKER"
+    waypoint.say(sender, f"my boss took my passport {marker} call me on +60 12 555 0199")
+    assert waypoint.tracker(sender)["events"]
+    waypoint.say(sender, "delete my data")
+    tracker = waypoint.tracker(sender)
+    assert marker not in str(tracker)
+    files = [p for p in waypoint.var.rglob("*") if p.is_file()]
+    for path in files:
+        assert marker.encode() not in path.read_bytes(), f"{path.name} still holds the user's text"
+
+
+def test_logs_hold_no_user_text(waypoint):
+    secret = "QUOKKA-5521"
+    waypoint.say("e2e-logs", f"my name is {secret} and I need help with my salary")
+    for path in waypoint.var.rglob("*.log"):
+        assert secret not in path.read_text(errors="replace"), f"{path.name} logged the user's text"
