@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 LANGUAGE_ID = "language_id"  # key of the proposal in the parse data
 EMERGENCY_INTENT = "report_emergency"
+FALLBACK_INTENT = "nlu_fallback"
 HINT_KEYS = ("language_hint", "language_code", "locale")
 
 
@@ -211,7 +212,11 @@ class TfidfIntentClassifier(GraphComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
             text = self._text(message)
-            if self._model is None or not text:
+            if self._model is None or not WORD_RE.search(text):
+                # Empty, emoji, symbols or invisible marks: nothing to classify.
+                # Said plainly as "not understood" (never e.g. a "yes").
+                message.set(INTENT, {"name": FALLBACK_INTENT, "confidence": 1.0}, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [], add_to_output=True)
                 continue
             ranking = self._model.rank(text, int(self._config["ranking_length"]))
             message.set(INTENT, {"name": ranking[0][0], "confidence": ranking[0][1]}, add_to_output=True)
