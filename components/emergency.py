@@ -28,6 +28,8 @@ from components.textnorm import THAI_RE, normalise, strip_accents
 logger = logging.getLogger(__name__)
 LEXICON_DIR = pathlib.Path(__file__).parent / "lexicons"
 
+FAMILIES = {"id": ("id", "ms"), "ms": ("ms", "id")}
+
 # Always on, whatever the lexicon files say: universal distress signals.
 BUILTIN_PATTERNS = [r"\bsos\b", r"\b(?:911|999|112)\b", r"\bmayday\b"]
 
@@ -90,10 +92,16 @@ def detect(text: Optional[str], lexicons: Optional[Tuple[LanguagePatterns, ...]]
     # Accent-folded too ("toi muon chet"), except Thai: folding would delete its
     # tone marks and vowels and make unrelated words match.
     forms = {lowered} if THAI_RE.search(lowered) else {lowered, strip_accents(lowered)}
+    lexicons = lexicons if lexicons is not None else load_lexicons()
+    negatives = {lex.language: lex.negative for lex in lexicons}
     hits: List[str] = []
-    for lex in lexicons if lexicons is not None else load_lexicons():
+    for lex in lexicons:
         if any(p.search(form) for p in lex.positive for form in forms):
-            if not any(n.search(form) for n in lex.negative for form in forms):
+            # Malay and Indonesian share most words, so each one's lexicon also
+            # fires on the other's text: the negative patterns of both apply.
+            family = FAMILIES.get(lex.language, (lex.language,))
+            cancel = [n for lang in family for n in negatives.get(lang, ())]
+            if not any(n.search(form) for n in cancel for form in forms):
                 hits.append(lex.language)
     return Detection(bool(hits), hits)
 
