@@ -9,8 +9,10 @@ operators' chat is configured, the user is told so honestly and gets helplines.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Tracker
@@ -25,8 +27,32 @@ from actions.respond import Reply, button
 logger = logging.getLogger(__name__)
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def operators_configured() -> bool:
     return bool(os.environ.get("WAYPOINT_OPERATORS_CHAT_ID")) and bool(os.environ.get("TELEGRAM_BOT_TOKEN"))
+
+
+def operators_on_duty(now: Optional[dt.datetime] = None, spec: Optional[str] = None) -> bool:
+    """Whether WAYPOINT_OPERATOR_HOURS (e.g. "mon-fri 09:00-17:00 Asia/Bangkok";
+    unset or "always": always) covers ``now``. A spec that cannot be read
+    counts as always on duty (the timeout still protects the user) and is logged."""
+    spec = (spec if spec is not None else os.environ.get("WAYPOINT_OPERATOR_HOURS", "")).strip()
+    if not spec or spec.lower() == "always":
+        return True
+    try:
+        days, hours, zone = spec.split()
+        first, _, last = days.lower().partition("-")
+        start_day, end_day = DAYS.index(first), DAYS.index(last or first)
+        opens, closes = (dt.time.fromisoformat(part) for part in hours.split("-"))
+        local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        logger.error("WAYPOINT_OPERATOR_HOURS cannot be read; treating operators as on duty")
+        return True
+    day = local.weekday()
+    in_days = start_day <= day <= end_day if start_day <= end_day else (day >= start_day or day <= end_day)
+    return in_days and opens <= local.time() < closes
 
 
 def yes_no(reply: Reply) -> List[Dict[str, str]]:
@@ -84,6 +110,10 @@ class ActionHandoffConsent(WaypointAction):
     def open_case(self, reply: Reply, tracker: Tracker, summary: Optional[str]) -> List[Dict[Text, Any]]:
         if not operators_configured():
             reply.say("handoff_not_configured")
+            show_helplines(reply, tracker)
+            return [SlotSet("handoff_stage", None)]
+        if not operators_on_duty():
+            reply.say("handoff_closed_hours")
             show_helplines(reply, tracker)
             return [SlotSet("handoff_stage", None)]
         case = store.create_case(tracker.sender_id, tracker.get_latest_input_channel(), reply.language,

@@ -209,3 +209,31 @@ async def test_delete_my_data_removes_cases_and_marks_the_conversation(domain, m
 def test_redaction_removes_numbers_and_addresses():
     text = redact("call me +62 812 3456 7890 or mail a.b@example.org, passport A1234567")
     assert "7890" not in text and "example.org" not in text and "A1234567" not in text
+
+
+def test_operator_hours():
+    import datetime as dt
+
+    from actions.handoff import operators_on_duty
+
+    monday_10_bangkok = dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.timezone.utc)
+    monday_22_bangkok = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.timezone.utc)
+    sunday_10_bangkok = dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.timezone.utc)
+    spec = "mon-fri 09:00-17:00 Asia/Bangkok"
+    assert operators_on_duty(monday_10_bangkok, spec)
+    assert not operators_on_duty(monday_22_bangkok, spec)
+    assert not operators_on_duty(sunday_10_bangkok, spec)
+    assert operators_on_duty(monday_22_bangkok, "always")
+    assert operators_on_duty(monday_22_bangkok, "")
+    assert operators_on_duty(monday_22_bangkok, "nonsense")  # unreadable: the timeout still protects
+
+
+async def test_handoff_outside_operator_hours_gives_helplines(domain, monkeypatch):
+    monkeypatch.setenv("WAYPOINT_OPERATORS_CHAT_ID", "-100123")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("WAYPOINT_OPERATOR_HOURS", "sat-sat 00:00-00:01 UTC")
+    _, messages = await run(ActionHandoffConsent(), domain, intent="deny",
+                            slots={"language": "vi", "handoff_stage": "summary", "country": "VN"})
+    assert messages[0]["text"] == get_content().messages["handoff_closed_hours"]["vi"]
+    assert "111" in messages[1]["text"]
+    assert store.all_cases() == []
