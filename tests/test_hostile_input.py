@@ -1,0 +1,87 @@
+"""Property-based tests of every channel's input (hypothesis): random unicode,
+control characters, right-to-left marks, 100 KB messages, malformed and wrongly
+typed JSON, missing fields. Never a 500, never a crash, and the next normal
+message is still answered."""
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.servers import Waypoint
+
+pytestmark = pytest.mark.slow
+
+CHANNELS = ["/webhooks/rest/webhook", "/webhooks/webchat/webhook"]
+RTL_AND_CONTROL = st.sampled_from(["\u200f", "\u202e", "\u0000", "\u0007", "\ufeff", "\u2066", "\r\n", "\t", "\ud7ff"])
+texts = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.one_of(st.text(max_size=20), RTL_AND_CONTROL), max_size=30).map("".join),
+    st.just("a" * 100_000),
+    st.just("ยาวมาก" * 20_000),
+    st.just(""),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+bodies = st.one_of(
+    st.fixed_dictionaries({"sender": st.just("hypothesis-user-0001"), "message": texts}),
+    st.fixed_dictionaries({"sender": json_values, "message": json_values, "metadata": json_values}),
+    st.dictionaries(st.sampled_from(["sender", "message", "metadata", "session"]), json_values, max_size=4),
+    json_values,
+)
+raw_bodies = st.one_of(st.binary(max_size=200), st.just(b"{"), st.just(b'{"sender": "x", "message": '),
+                       st.just(b"\xff\xfe\x00"), st.just(b"[" * 5000 + b"]" * 5000))
+
+
+@pytest.fixture(scope="module")
+def waypoint(tmp_path_factory):
+    server = Waypoint(tmp_path_factory.mktemp("hostile"),
+                      extra_env={"WAYPOINT_WEBCHAT_RATE_SESSION": "100000", "WAYPOINT_WEBCHAT_RATE_ADDRESS": "100000"}).start()
+    yield server
+    server.stop()
+
+
+def post(server, path, raw: bytes):
+    request = urllib.request.Request(server.url + path, data=raw, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def still_answers(server, path):
+    body = {"sender": "hypothesis-normal-0001", "message": "my boss took my passport"}
+    status, raw = post(server, path, json.dumps(body).encode())
+    assert status == 200, raw[:200]
+    replies = json.loads(raw)
+    assert any(r.get("text") for r in replies)
+
+
+@pytest.mark.parametrize("path", CHANNELS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(body=bodies)
+def test_json_bodies_never_500(waypoint, path, body):
+    status, raw = post(waypoint, path, json.dumps(body).encode())
+    # 503 is the channels' kind "try again" answer when a turn fails; 500 never.
+    assert status != 500 and status < 504, raw[:200]
+
+
+@pytest.mark.parametrize("path", CHANNELS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=raw_bodies)
+def test_raw_bodies_never_500(waypoint, path, raw):
+    status, _ = post(waypoint, path, raw)
+    assert status != 500 and status < 504
+
+
+@pytest.mark.parametrize("path", CHANNELS)
+def test_normal_message_still_answered_after_the_storm(waypoint, path):
+    still_answers(waypoint, path)
