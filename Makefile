@@ -41,6 +41,13 @@ bench: model ## Run the benchmarks and write their reports under bench/
 screenshot: model ## Screenshot of the web chat at phone width (docs/webchat-phone.png)
 	@scripts/ensure-chromium.sh && $(ENV) $(PY) scripts/screenshot.py
 
+telegram-webhook: install ## Point Telegram at this server once: make telegram-webhook URL=https://your.host
+	@test -n "$(URL)" || { echo "Usage: make telegram-webhook URL=https://your.public.host"; exit 2; }
+	@$(ENV) $(PY) -m channels.telegram_channel set-webhook "$(URL)"
+
+telegram-poll: model ## Run with Telegram over getUpdates (development without a public address)
+	@$(ENV) $(PY) -m channels.telegram_channel poll
+
 lock: ## Re-resolve requirements.in into requirements.lock (in a scratch venv)
 	@scripts/lock.sh
 

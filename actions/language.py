@@ -26,6 +26,7 @@ from rasa_sdk.forms import ValidationAction
 
 from actions.content import LANGUAGES
 from actions.respond import Reply, button
+from components.language import normalise_hint
 from components.textnorm import normalise, strip_accents
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,15 @@ def explicit_choice(tracker: Tracker) -> Optional[str]:
     return None
 
 
-def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], text: Optional[str]) -> str:
-    """The conversation's language after this message."""
+def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], text: Optional[str],
+                    hint: Optional[str] = None) -> str:
+    """The conversation's language after this message (``hint``: the channel's,
+    e.g. Telegram's language_code, used when the message itself says nothing)."""
     current = current if current in LANGUAGES else None
+    hint = normalise_hint(hint)
     if text and text.startswith("/"):
-        return current or (proposal or {}).get("language") or "en"
+        # A button or command: no text to judge; keep the language, or take the hint.
+        return current or hint or "en"
     if not isinstance(proposal, dict) or proposal.get("language") not in LANGUAGES:
         return current or "en"
     if proposal.get("reason") in ("unsupported script", "no letters"):
@@ -103,7 +108,8 @@ class ValidateSlotMappings(ValidationAction):
     async def extract_language(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
         latest = tracker.latest_message or {}
         current = tracker.get_slot("language")
-        chosen = explicit_choice(tracker) or decide_language(current, latest.get("language_id"), latest.get("text"))
+        hint = (latest.get("metadata") or {}).get("language_hint")
+        chosen = explicit_choice(tracker) or decide_language(current, latest.get("language_id"), latest.get("text"), hint)
         return {"language": chosen} if chosen != current else {}
 
     async def extract_country(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:

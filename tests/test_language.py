@@ -128,3 +128,9 @@ def test_unsupported_script_keeps_the_language():
 ])
 def test_named_language(text, expected):
     assert named_language(text) == expected
+
+
+def test_a_command_as_first_message_takes_the_channel_hint():
+    assert decide_language(None, None, "/request_human", hint="th-TH") == "th"
+    assert decide_language("vi", None, "/request_human", hint="th") == "vi"
+    assert decide_language(None, None, "/request_human") == "en"

@@ -1,0 +1,329 @@
+"""A fake Telegram Bot API server for the tests: a small aiohttp server on a
+loopback port, in its own thread, that answers like Telegram (``{"ok": true,
+"result": ...}``), records every call, can fail on purpose (429 with
+``retry_after``, 502) and serves queued updates to getUpdates.
+
+python-telegram-bot's real HTTP stack talks to it through ``base_url``
+(``TELEGRAM_API_BASE_URL``); so does the Rasa server started by the tests.
+Also builds the update JSON Telegram posts to a webhook.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from aiohttp import web
+
+BOT_ID = 777000111
+BOT_USERNAME = "waypoint_test_bot"
+JSON_FIELDS = {"reply_markup", "message_ids", "allowed_updates", "link_preview_options", "commands", "chat_id",
+               "message_id", "offset", "timeout", "limit", "max_connections", "drop_pending_updates"}
+
+
+@dataclasses.dataclass
+class Call:
+    method: str
+    params: Dict[str, Any]
+    at: float  # time.monotonic()
+    status: int = 200
+    result: Any = None
+
+
+@dataclasses.dataclass
+class Failure:
+    method: str
+    status: int
+    retry_after: Optional[int]
+    times: int
+    match: Callable[[Dict[str, Any]], bool]
+
+
+class FakeTelegram:
+    def __init__(self, token: str):
+        self.token = token
+        self.calls: List[Call] = []
+        self._failures: List[Failure] = []
+        self._updates: List[Dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._message_ids = itertools.count(50000)  # the bot's messages; tests number the users' below this
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._runner: Optional[web.AppRunner] = None
+        self.port = 0
+        self.webhook: Optional[Dict[str, Any]] = None
+
+    # lifecycle -------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FakeTelegram":
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            app = web.Application()
+            app.router.add_route("*", "/bot{token}/{method}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-telegram", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake Telegram did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+
+        async def shutdown() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    # controlling it --------------------------------------------------------------------------------
+    def fail(self, method: str, status: int = 429, retry_after: Optional[int] = 1, times: int = 1,
+             match: Callable[[Dict[str, Any]], bool] = lambda params: True) -> None:
+        """The next ``times`` calls of ``method`` matching ``match`` fail with ``status``."""
+        with self._lock:
+            self._failures.append(Failure(method, status, retry_after, times, match))
+
+    def queue_update(self, update: Dict[str, Any]) -> None:
+        with self._lock:
+            self._updates.append(update)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._failures.clear()
+
+    # reading what happened -------------------------------------------------------------------------
+    def calls_of(self, method: str, chat_id: Optional[int] = None, ok_only: bool = True) -> List[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method and (not ok_only or c.status == 200)
+                    and (chat_id is None or c.params.get("chat_id") == chat_id)]
+
+    def texts_to(self, chat_id: int) -> List[str]:
+        return [c.params.get("text", "") for c in self.calls_of("sendMessage", chat_id)]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 60, what: str = "a call") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.1)
+        recent = self.calls[-30:]
+        raise AssertionError(f"the fake Telegram never saw {what}; calls: "
+                             + ", ".join(f"{c.method}{'' if c.status == 200 else f'({c.status})'}" for c in recent)
+                             + "; texts: " + " | ".join(c.params.get("text", "")[:80] for c in recent
+                                                        if c.method == "sendMessage"))
+
+    def wait_for_texts(self, chat_id: int, count: int = 1, timeout: float = 90) -> List[str]:
+        return self.wait_for(lambda: (lambda t: t if len(t) >= count else None)(self.texts_to(chat_id)),
+                             timeout, f"{count} message(s) to chat {chat_id}")
+
+    # the API ---------------------------------------------------------------------------------------
+    async def _params(self, request: web.Request) -> Dict[str, Any]:
+        raw: Dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            raw.update(await request.json())
+        elif request.can_read_body:
+            raw.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        params = {}
+        for key, value in raw.items():
+            if key in JSON_FIELDS and isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            params[key] = value
+        return params
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        params = await self._params(request)
+        call = Call(method, params, time.monotonic())
+        with self._lock:
+            self.calls.append(call)
+            failure = next((f for f in self._failures if f.method == method and f.times > 0 and f.match(params)), None)
+            if failure:
+                failure.times -= 1
+        if failure:
+            call.status = failure.status
+            if failure.status == 429:
+                return web.json_response({"ok": False, "error_code": 429,
+                                          "description": f"Too Many Requests: retry after {failure.retry_after}",
+                                          "parameters": {"retry_after": failure.retry_after}}, status=429)
+            if failure.status == 400:
+                return web.json_response({"ok": False, "error_code": 400,
+                                          "description": "Bad Request: message can't be deleted"}, status=400)
+            return web.Response(status=failure.status, text="Bad Gateway")
+        if method == "getUpdates":
+            return await self._get_updates(params)
+        handler = getattr(self, "_api_" + method, None)
+        if handler is None:
+            call.status = 404
+            return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+        try:
+            call.result = handler(params)
+            return web.json_response({"ok": True, "result": call.result})
+        except web.HTTPException as error:
+            call.status = error.status
+            raise
+
+    def _bot_user(self) -> Dict[str, Any]:
+        return {"id": BOT_ID, "is_bot": True, "first_name": "Waypoint", "username": BOT_USERNAME,
+                "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    def _api_getMe(self, params: Dict[str, Any]) -> Any:
+        return self._bot_user()
+
+    def _api_sendMessage(self, params: Dict[str, Any]) -> Any:
+        chat_id = int(params["chat_id"])
+        message = {"message_id": next(self._message_ids), "date": int(time.time()), "from": self._bot_user(),
+                   "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"}, "text": params.get("text", "")}
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
+        return message
+
+    def _api_answerCallbackQuery(self, params: Dict[str, Any]) -> Any:
+        return True
+
+    def _api_editMessageReplyMarkup(self, params: Dict[str, Any]) -> Any:
+        return True
+
+    def _api_deleteMessages(self, params: Dict[str, Any]) -> Any:
+        ids = params.get("message_ids") or []
+        if not 1 <= len(ids) <= 100:
+            raise web.HTTPBadRequest(text=json.dumps({"ok": False, "error_code": 400,
+                                                      "description": "Bad Request: too many messages"}),
+                                     content_type="application/json")
+        return True
+
+    def _api_deleteMessage(self, params: Dict[str, Any]) -> Any:
+        return True
+
+    def _api_leaveChat(self, params: Dict[str, Any]) -> Any:
+        return True
+
+    def _api_setWebhook(self, params: Dict[str, Any]) -> Any:
+        self.webhook = params
+        return True
+
+    def _api_deleteWebhook(self, params: Dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
+    def _api_setMyCommands(self, params: Dict[str, Any]) -> Any:
+        return True
+
+    def _api_getWebhookInfo(self, params: Dict[str, Any]) -> Any:
+        return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+
+    async def _get_updates(self, params: Dict[str, Any]) -> web.Response:
+        offset = int(params.get("offset") or 0)
+        deadline = time.monotonic() + min(float(params.get("timeout") or 0), 2.0)  # short long-polls keep tests quick
+        while True:
+            with self._lock:
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                ready = list(self._updates)
+            if ready or time.monotonic() >= deadline:
+                return web.json_response({"ok": True, "result": ready})
+            await asyncio.sleep(0.05)
+
+
+# -- updates as Telegram posts them ------------------------------------------------------------------
+
+_update_ids = itertools.count(900000)
+_message_ids = itertools.count(100)
+
+
+def next_update_id() -> int:
+    return next(_update_ids)
+
+
+def next_message_id() -> int:
+    return next(_message_ids)
+
+
+def user(user_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    data = {"id": user_id, "is_bot": False, "first_name": "Test"}
+    if language_code:
+        data["language_code"] = language_code
+    return data
+
+
+def private_chat(chat_id: int) -> Dict[str, Any]:
+    return {"id": chat_id, "type": "private", "first_name": "Test"}
+
+
+def message(chat_id: int, language_code: Optional[str] = "en", message_id: Optional[int] = None,
+            chat: Optional[Dict[str, Any]] = None, **content: Any) -> Dict[str, Any]:
+    data = {"message_id": message_id or next_message_id(), "date": int(time.time()),
+            "from": user(chat_id if chat is None else 4242, language_code), "chat": chat or private_chat(chat_id)}
+    data.update(content)
+    return data
+
+
+def text_update(chat_id: int, text: str, language_code: Optional[str] = "en", update_id: Optional[int] = None,
+                message_id: Optional[int] = None) -> Dict[str, Any]:
+    content: Dict[str, Any] = {"text": text}
+    if text.startswith("/"):
+        content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": update_id or next_update_id(),
+            "message": message(chat_id, language_code, message_id, **content)}
+
+
+def sticker_update(chat_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    sticker = {"file_id": "CAACAgIAAxkBAAEBsticker", "file_unique_id": "AgADsticker", "type": "regular",
+               "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": "🙂"}
+    return {"update_id": next_update_id(), "message": message(chat_id, language_code, sticker=sticker)}
+
+
+def photo_update(chat_id: int, caption: Optional[str] = None, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    photo = [{"file_id": "AgACAgIAAxkBAAEBphoto", "file_unique_id": "AQADphoto", "width": 90, "height": 90}]
+    content: Dict[str, Any] = {"photo": photo}
+    if caption:
+        content["caption"] = caption
+    return {"update_id": next_update_id(), "message": message(chat_id, language_code, **content)}
+
+
+def location_update(chat_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    return {"update_id": next_update_id(),
+            "message": message(chat_id, language_code, location={"latitude": 3.139, "longitude": 101.6869})}
+
+
+def edited_update(chat_id: int, text: str, message_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    edited = message(chat_id, language_code, message_id, text=text)
+    edited["edit_date"] = int(time.time())
+    return {"update_id": next_update_id(), "edited_message": edited}
+
+
+def group_update(group_id: int, text: str, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    chat = {"id": group_id, "type": "group", "title": "Some group"}
+    return {"update_id": next_update_id(), "message": message(group_id, language_code, chat=chat, text=text)}
+
+
+def callback_update(chat_id: int, data: str, message_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
+    bot_message = {"message_id": message_id, "date": int(time.time()), "chat": private_chat(chat_id),
+                   "from": {"id": BOT_ID, "is_bot": True, "first_name": "Waypoint"}, "text": "…"}
+    return {"update_id": next_update_id(),
+            "callback_query": {"id": f"cq{next_update_id()}", "from": user(chat_id, language_code),
+                               "chat_instance": "-1234", "message": bot_message, "data": data}}
