@@ -44,19 +44,18 @@ def training_language(message: Message) -> Optional[str]:
     return intent_meta.get("language") if isinstance(intent_meta, dict) else None
 
 
-@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
-class LanguageIdentifier(GraphComponent):
-    """Proposes the message's language; the action server decides whether the
-    conversation switches (see actions/language.py)."""
+class TrainedComponent(GraphComponent):
+    """A component that holds one trained object, stored as one file in the model.
+    Subclasses name the file and say how to read, write and stand in for it."""
 
-    FILE = "language_scorer.json"
+    FILE = ""
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-                 scorer: Optional[LanguageScorer] = None) -> None:
-        self._config = config
+                 trained: Any = None) -> None:
+        self._config = {**self.get_default_config(), **config}
         self._model_storage = model_storage
         self._resource = resource
-        self._scorer = scorer
+        self._trained = trained
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -64,28 +63,63 @@ class LanguageIdentifier(GraphComponent):
 
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "LanguageIdentifier":
+               execution_context: ExecutionContext) -> "TrainedComponent":
         return cls(config, model_storage, resource)
 
     @classmethod
     def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> "LanguageIdentifier":
+             execution_context: ExecutionContext, **kwargs: Any) -> "TrainedComponent":
         try:
             with model_storage.read_from(resource) as directory:
-                scorer = LanguageScorer.from_json((directory / cls.FILE).read_text(encoding="utf-8"))
+                trained = cls.read(directory / cls.FILE)
         except (ValueError, FileNotFoundError):
-            logger.warning("language scorer not found in the model; using lexicons only")
-            scorer = LanguageScorer.train([])
-        return cls(config, model_storage, resource, scorer)
+            logger.warning("%s: %s not found in the model", cls.__name__, cls.FILE)
+            trained = cls.untrained()
+        return cls(config, model_storage, resource, trained)
+
+    def persist(self, trained: Any) -> Resource:
+        self._trained = trained
+        with self._model_storage.write_to(self._resource) as directory:
+            self.write(trained, directory / self.FILE)
+        return self._resource
+
+    @staticmethod
+    def read(path):  # pragma: no cover - per subclass
+        raise NotImplementedError
+
+    @staticmethod
+    def write(trained: Any, path) -> None:  # pragma: no cover - per subclass
+        raise NotImplementedError
+
+    @staticmethod
+    def untrained() -> Any:
+        return None
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
+class LanguageIdentifier(TrainedComponent):
+    """Proposes the message's language; the action server decides whether the
+    conversation switches (see actions/language.py)."""
+
+    FILE = "language_scorer.json"
+
+    @staticmethod
+    def read(path) -> LanguageScorer:
+        return LanguageScorer.from_json(path.read_text(encoding="utf-8"))
+
+    @staticmethod
+    def write(trained: LanguageScorer, path) -> None:
+        path.write_text(trained.to_json(), encoding="utf-8")
+
+    @staticmethod
+    def untrained() -> LanguageScorer:
+        return LanguageScorer.train([])  # lexicons only
 
     def train(self, training_data: TrainingData) -> Resource:
         pairs = [(m.get(TEXT), training_language(m)) for m in training_data.intent_examples]
         pairs = [(t, lang) for t, lang in pairs if t and lang]
-        self._scorer = LanguageScorer.train(pairs)
-        with self._model_storage.write_to(self._resource) as directory:
-            (directory / self.FILE).write_text(self._scorer.to_json(), encoding="utf-8")
         logger.info("language scorer trained on %d labelled examples", len(pairs))
-        return self._resource
+        return self.persist(LanguageScorer.train(pairs))
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         # Training examples carry their true language: the tokenizer uses it.
@@ -100,7 +134,7 @@ class LanguageIdentifier(GraphComponent):
             text = message.get(TEXT)
             if not isinstance(text, str) or not text.strip():
                 continue
-            guess = self._scorer.identify(text, hint=message_hint(message))
+            guess = self._trained.identify(text, hint=message_hint(message))
             proposal = guess.as_dict()
             proposal["hint"] = message_hint(message)
             message.set(LANGUAGE_ID, proposal, add_to_output=True)
@@ -158,39 +192,26 @@ class MultilingualTokenizer(Tokenizer):
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
-class TfidfIntentClassifier(GraphComponent):
+class TfidfIntentClassifier(TrainedComponent):
     """Intent from the tokens (components/intents.py): TF-IDF + logistic regression."""
 
     FILE = "intent_model.joblib"
-
-    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-                 model: Optional[IntentModel] = None) -> None:
-        self._config = {**self.get_default_config(), **config}
-        self._model_storage = model_storage
-        self._resource = resource
-        self._model = model
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         return {"C": 20.0, "ranking_length": 10}
 
-    @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "TfidfIntentClassifier":
-        return cls(config, model_storage, resource)
-
-    @classmethod
-    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> "TfidfIntentClassifier":
+    @staticmethod
+    def read(path) -> IntentModel:
         import joblib
 
-        try:
-            with model_storage.read_from(resource) as directory:
-                model = joblib.load(directory / cls.FILE)
-        except (ValueError, FileNotFoundError):
-            logger.warning("intent model not found in the model; every message will fall back")
-            model = None
-        return cls(config, model_storage, resource, model)
+        return joblib.load(path)
+
+    @staticmethod
+    def write(trained: IntentModel, path) -> None:
+        import joblib
+
+        joblib.dump(trained, path)
 
     @staticmethod
     def _text(message: Message) -> str:
@@ -199,26 +220,22 @@ class TfidfIntentClassifier(GraphComponent):
         return feature_text(tokens, proposal.get("language", "") if isinstance(proposal, dict) else "")
 
     def train(self, training_data: TrainingData) -> Resource:
-        import joblib
-
         examples = [m for m in training_data.intent_examples if m.get(INTENT)]
-        self._model = IntentModel(c=float(self._config["C"])).fit(
+        model = IntentModel(c=float(self._config["C"])).fit(
             [self._text(m) for m in examples], [m.get(INTENT) for m in examples])
-        with self._model_storage.write_to(self._resource) as directory:
-            joblib.dump(self._model, directory / self.FILE)
-        logger.info("intent model trained on %d examples, %d intents", len(examples), len(self._model.intents))
-        return self._resource
+        logger.info("intent model trained on %d examples, %d intents", len(examples), len(model.intents))
+        return self.persist(model)
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
             text = self._text(message)
-            if self._model is None or not WORD_RE.search(text):
+            if self._trained is None or not WORD_RE.search(text):
                 # Empty, emoji, symbols or invisible marks: nothing to classify.
                 # Said plainly as "not understood" (never e.g. a "yes").
                 message.set(INTENT, {"name": FALLBACK_INTENT, "confidence": 1.0}, add_to_output=True)
                 message.set(INTENT_RANKING_KEY, [], add_to_output=True)
                 continue
-            ranking = self._model.rank(text, int(self._config["ranking_length"]))
+            ranking = self._trained.rank(text, int(self._config["ranking_length"]))
             message.set(INTENT, {"name": ranking[0][0], "confidence": ranking[0][1]}, add_to_output=True)
             message.set(INTENT_RANKING_KEY, [{"name": n, "confidence": c} for n, c in ranking], add_to_output=True)
         return messages
