@@ -95,3 +95,31 @@ def test_logs_hold_no_user_text(waypoint):
     waypoint.say("e2e-logs", f"my name is {secret} and I need help with my salary")
     for path in waypoint.var.rglob("*.log"):
         assert secret not in path.read_text(errors="replace"), f"{path.name} logged the user's text"
+
+
+@pytest.mark.parametrize("lang", ["en", "id", "ms", "vi", "th"])
+def test_every_topic_is_reachable_in_every_language(waypoint, content, lang):
+    """Each topic's button (its intent payload) leads to its answer in the
+    conversation's language; the country question comes first where the answer
+    depends on it, and the answer follows the country."""
+    from actions.content import intent_for_topic
+
+    sender = f"e2e-reach-{lang}"
+    waypoint.say(sender, f'/choose_language{{"language_choice":"{lang}"}}')
+    special = {"help.emergency": "emergency", "help.talk_to_human": "handoff_consent", "help.delete_my_data": "deleted"}
+    for topic, guide in content.guides.items():
+        replies = waypoint.say(sender, "/" + intent_for_topic(topic))
+        text = texts(replies)
+        if topic in special:
+            assert content.messages[special[topic]][lang] in text, topic
+            if topic == "help.delete_my_data":
+                waypoint.say(sender, f'/choose_language{{"language_choice":"{lang}"}}')
+            continue
+        if topic == "help.helplines":
+            assert "☎" in text or content.messages["ask_country"][lang] in text, topic
+            continue
+        assert waypoint.tracker(sender)["slots"]["topic"] == topic
+        if content.messages["ask_country"][lang] in text:
+            text = texts(waypoint.say(sender, '/inform_country{"country":"TH"}'))
+        assert guide.languages[lang]["survivor"].strip()[:25] in text, topic
+        assert guide.languages[lang]["source"].strip() in text, topic
