@@ -85,3 +85,77 @@ def test_raw_bodies_never_500(waypoint, path, raw):
 @pytest.mark.parametrize("path", CHANNELS)
 def test_normal_message_still_answered_after_the_storm(waypoint, path):
     still_answers(waypoint, path)
+
+
+# -- Telegram's webhook, with python-telegram-bot talking to a local fake Bot API ----------------
+
+TG_TOKEN = "123456:hostile-input-token"
+TG_SECRET = "hostile-secret-value"
+
+
+@pytest.fixture(scope="module")
+def telegram(tmp_path_factory):
+    from tests.fake_telegram import FakeTelegram
+
+    fake = FakeTelegram(TG_TOKEN).start()
+    server = Waypoint(tmp_path_factory.mktemp("hostile-tg"), extra_env={
+        "TELEGRAM_BOT_TOKEN": TG_TOKEN, "TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "TELEGRAM_API_BASE_URL": fake.url,
+        "TELEGRAM_MAX_MESSAGES_PER_MINUTE": "100000"}).start()
+    yield server, fake
+    server.stop()
+    fake.stop()
+
+
+def post_update(server, raw: bytes):
+    request = urllib.request.Request(server.url + "/webhooks/telegram/webhook", data=raw, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+update_ids = st.integers(min_value=1, max_value=2**31)
+messages = st.fixed_dictionaries({
+    "message_id": st.one_of(st.integers(min_value=1, max_value=10**6), json_values),
+    "date": st.one_of(st.integers(min_value=0), json_values),
+    "chat": st.one_of(st.fixed_dictionaries({"id": st.integers(min_value=1, max_value=10**10), "type": st.just("private")}),
+                      json_values),
+    "from": st.one_of(st.fixed_dictionaries({"id": st.integers(min_value=1, max_value=10**10), "is_bot": st.booleans(),
+                                             "first_name": st.text(max_size=10)}), json_values),
+    "text": st.one_of(texts, json_values),
+})
+updates = st.one_of(
+    st.fixed_dictionaries({"update_id": update_ids, "message": messages}),
+    st.fixed_dictionaries({"update_id": update_ids, "edited_message": messages}),
+    st.fixed_dictionaries({"update_id": update_ids, "callback_query": json_values}),
+    st.dictionaries(st.sampled_from(["update_id", "message", "callback_query", "my_chat_member"]), json_values,
+                    max_size=3),
+    json_values,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(update=updates)
+def test_telegram_updates_never_500(telegram, update):
+    server, _ = telegram
+    assert post_update(server, json.dumps(update).encode()) in (200, 400, 403)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=raw_bodies)
+def test_telegram_raw_bodies_never_500(telegram, raw):
+    server, _ = telegram
+    assert post_update(server, raw) in (200, 400, 403)
+
+
+def test_telegram_still_answers_after_the_storm(telegram):
+    from tests.fake_telegram import text_update
+
+    server, fake = telegram
+    chat_id = 7_000_000_001
+    assert post_update(server, json.dumps(text_update(chat_id, "my boss took my passport", update_id=2**31 + 5)).encode()) == 200
+    assert fake.wait_for_texts(chat_id, count=2)
