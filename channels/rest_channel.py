@@ -2,7 +2,9 @@
 body that is not a JSON object, or metadata that is not a mapping, with a 500,
 and logs the message text when a turn times out. This one answers every bad
 request with a 400 and a JSON error, caps the text that reaches the NLU, never
-shows the assistant's internal markers, and logs no text.
+shows the assistant's internal markers, and logs no text. During a live
+hand-off (channels/operators.py) messages go to the counsellor, and what the
+counsellor wrote comes with the answer to the user's next message.
 
     POST /webhooks/rest/webhook  {"sender": "...", "message": "...", "metadata": {"language_hint": "ms"}}
     -> [{"recipient_id": ..., "text": ..., "buttons": [...]}, ...]
@@ -68,6 +70,16 @@ async def conversation_language(request: Request, sender: str) -> str:
     return language or "en"
 
 
+def handoff_relay(request: Request) -> Any:
+    """The hand-off relay (channels/operators.py). REST users cannot be sent a
+    message, so what a counsellor writes comes with the answer to their next one."""
+    from channels import operators
+
+    relay = operators.get_relay()
+    relay.app = request.app
+    return relay
+
+
 def too_long_text(language: str) -> str:
     from actions.content import get_content
 
@@ -98,6 +110,13 @@ class RestInput(InputChannel):
                 text = text[:MAX_CHARS]
                 metadata = {**metadata, "truncated": True}
                 logger.info("rest: a message longer than %d characters was cut", MAX_CHARS)
+            relay = handoff_relay(request)
+            try:
+                if await relay.intercept(sender, text, self.name()):  # a hand-off is waiting or live
+                    return response.json([{"recipient_id": sender, **m} for m in relay.take(sender)])
+            except Exception as error:  # noqa: BLE001 - the assistant still answers
+                logger.error("rest: hand-off relay failed (%s)", type(error).__name__)
+            before = relay.take(sender)  # what a counsellor wrote since the user's last message
             collector = CollectingOutputChannel()
             try:
                 await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(),
@@ -108,7 +127,14 @@ class RestInput(InputChannel):
             except Exception as error:  # noqa: BLE001 - never a 500 with a stack trace
                 logger.error("rest: a turn failed (%s)", type(error).__name__)
                 return response.json({"error": "the assistant could not answer; please try again"}, status=503)
-            replies = visible(collector.messages)
+            replies = [{"recipient_id": sender, **m} for m in before] + visible(collector.messages)
+            try:
+                from channels.webchat import after_turn
+
+                await after_turn(relay, sender, collector.messages, self.name())
+            except Exception as error:  # noqa: BLE001
+                logger.error("rest: hand-off relay failed (%s)", type(error).__name__)
+            replies += [{"recipient_id": sender, **m} for m in relay.take(sender)]
             if truncated:
                 language = await conversation_language(request, sender)
                 replies.insert(0, {"recipient_id": sender, "text": too_long_text(language)})

@@ -44,8 +44,12 @@ called once when the server starts; it may set
   chat (``WAYPOINT_OPERATORS_CHAT_ID``), which the bot never leaves;
 - ``channel.handoff_handler(sender_id, case_id)``: a hand-off case was created;
 - ``channel.message_interceptor(sender_id, text) -> bool``: True when a user's
-  message was relayed to a counsellor and must not go to Rasa;
-- ``channel.command_handlers["end"] = fn(sender_id, chat_id)``: extra commands;
+  message (text, a command the channel does not handle itself, or a button's
+  payload) was dealt with (e.g. relayed to a counsellor) and must not go to Rasa;
+- ``channel.command_handlers["end"] = fn(sender_id, chat_id)``: extra commands
+  (a handler returning False leaves the command to the assistant);
+- ``channel.forget_handler(sender_id)``: the user deletes their conversation
+  (called before ``/delete`` goes to the assistant, and when the channel deletes);
 
 and it can reach a user with ``await channel.send_to_sender(sender_id, text)``.
 """
@@ -500,13 +504,34 @@ class TelegramBot:
         return None
 
     # the calls -------------------------------------------------------------------------------
-    async def send_text(self, chat_id: int, text: str, keyboard: Optional[Sequence[Sequence[Any]]] = None) -> Optional[int]:
-        from telegram import InlineKeyboardMarkup, LinkPreviewOptions
+    async def send_text(self, chat_id: int, text: str, keyboard: Optional[Sequence[Sequence[Any]]] = None,
+                        reply_to: Optional[int] = None) -> Optional[int]:
+        from telegram import InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 
         markup = InlineKeyboardMarkup(keyboard) if keyboard else None
+        reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         message = await self.call("sendMessage", lambda: self.bot.send_message(
-            chat_id, text, reply_markup=markup, link_preview_options=LinkPreviewOptions(is_disabled=True)))
+            chat_id, text, reply_markup=markup, reply_parameters=reply,
+            link_preview_options=LinkPreviewOptions(is_disabled=True)))
         return message.message_id if message is not None else None
+
+    async def edit_text(self, chat_id: int, message_id: int, text: str,
+                        keyboard: Optional[Sequence[Sequence[Any]]] = None) -> bool:
+        """Replaces a message's text; without ``keyboard`` its inline keyboard goes."""
+        from telegram import InlineKeyboardMarkup, LinkPreviewOptions
+        from telegram.error import BadRequest
+
+        markup = InlineKeyboardMarkup(keyboard or [])
+        return bool(await self.call("editMessageText", lambda: self.bot.edit_message_text(
+            text, chat_id=chat_id, message_id=message_id, reply_markup=markup,
+            link_preview_options=LinkPreviewOptions(is_disabled=True)), quiet=(BadRequest,)))
+
+    async def member_status(self, chat_id: int, user_id: int) -> Optional[str]:
+        """A user's status in a chat (``member``, ``administrator``, ``creator``, ``left``...), None if unknown."""
+        from telegram.error import BadRequest
+
+        member = await self.call("getChatMember", lambda: self.bot.get_chat_member(chat_id, user_id), quiet=(BadRequest,))
+        return getattr(member, "status", None)
 
     async def answer_callback(self, callback_id: str, text: Optional[str] = None) -> bool:
         return bool(await self.call("answerCallbackQuery",
@@ -668,6 +693,7 @@ class TelegramInput(InputChannel):
         self.operators_handler: Hook = None
         self.handoff_handler: Hook = None
         self.message_interceptor: Hook = None
+        self.forget_handler: Hook = None
         self.command_handlers: Dict[str, Callable[..., Awaitable[Any]]] = {}
         if not self.settings.enabled:
             logger.info("Telegram channel off: TELEGRAM_BOT_TOKEN is not set")
@@ -900,6 +926,8 @@ class TelegramInput(InputChannel):
         await self.client.answer_callback(query.id)
         if query.message is not None and getattr(query.message, "message_id", None):
             await self.client.remove_keyboard(chat_id, query.message.message_id)
+        if self.message_interceptor is not None and await self.run_hook(self.message_interceptor, sender, payload):
+            return  # e.g. an old button pressed while a counsellor is talking
         await self._to_rasa(payload, chat_id, sender, hint)
 
     async def _text(self, text: str, chat_id: int, sender: str, hint: Optional[str]) -> None:
@@ -928,14 +956,17 @@ class TelegramInput(InputChannel):
         elif command == "language":
             language = await self._language(sender, hint)
             await self.send_and_log(chat_id, sender, message_text("ask_language", language), self.language_buttons())
-        elif command in COMMAND_PAYLOADS:
-            await self._to_rasa(COMMAND_PAYLOADS[command], chat_id, sender, hint)
         elif command == "delete":
             await self._delete_command(chat_id, sender, hint)
-        elif command in self.command_handlers:
-            await self.run_hook(self.command_handlers[command], sender, chat_id)
+        elif command in self.command_handlers and await self.run_hook(self.command_handlers[command], sender,
+                                                                       chat_id) is not False:
+            return  # handled (a handler returns False to leave the command to the assistant)
+        elif self.message_interceptor is not None and await self.run_hook(self.message_interceptor, sender, text):
+            return  # e.g. during a live hand-off: relayed to the counsellor
+        elif command in COMMAND_PAYLOADS:
+            await self._to_rasa(COMMAND_PAYLOADS[command], chat_id, sender, hint)
         else:
-            # Not ours (e.g. "/end" typed during a hand-off): the words without the slash.
+            # Not ours (e.g. "/end" typed when no hand-off is open): the words without the slash.
             words = (command.replace("_", " ") + " " + rest).strip()
             await self._to_rasa(words, chat_id, sender, hint)
 
@@ -1002,6 +1033,7 @@ class TelegramInput(InputChannel):
         confirmation, then the chat's messages. If the assistant cannot do it,
         the channel deletes the conversation itself and confirms."""
         language = await self._language(sender, hint)
+        await self.run_hook(self.forget_handler, sender)  # an open hand-off closes first (the assistant resumes)
         output = await self._to_rasa(DELETE_PAYLOAD, chat_id, sender, hint, apologise=False)
         if output.forget_requested:
             return
@@ -1010,6 +1042,7 @@ class TelegramInput(InputChannel):
         await self._delete_everything(chat_id, sender, keep=[notice] if notice else [])
 
     async def _delete_everything(self, chat_id: int, sender: str, keep: Sequence[int]) -> None:
+        await self.run_hook(self.forget_handler, sender)  # also after "delete my data" typed as text
         keep_ids = [i for i in keep if i]
         ids = [i for i in self.log.ids(sender) if i not in keep_ids]
         deleted = await self.client.delete_messages(chat_id, ids) if ids else 0

@@ -10,7 +10,14 @@ mounts the channel's blueprint under ``/webhooks/webchat/``:
   same shape: a list holding one kind answer in the user's language. Malformed
   requests get 400 with ``{"error": ...}``.
 - ``POST /webhooks/webchat/delete`` ``{"sender"}`` deletes the conversation from
-  the tracker store (the page's "Delete this conversation" and quick exit).
+  the tracker store (the page's "Delete this conversation" and quick exit), and
+  closes an open hand-off.
+- ``POST /webhooks/webchat/poll`` ``{"sender"}`` returns ``{"messages": [...],
+  "handoff": "waiting" | "live" | null}``: what a counsellor wrote since the last
+  poll (held in memory only, channels/operators.py). The webhook's answer ends
+  with ``{"handoff": state}`` while a hand-off is waiting or live (and once with
+  null when it ends); the page polls every 3 s only then, and shows a "Stop
+  waiting" / "End chat" control that sends ``/cancel`` / ``/end``.
 - ``GET /webhooks/webchat/static/<file>``: the page's own CSS, JS and icon,
   from ``channels/web/``; ``GET /webhooks/webchat/i18n.js``: the page's words
   in five languages, made from the ``webchat_*`` keys of data/messages.yml.
@@ -69,6 +76,7 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 SENDER_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SENDER_PREFIX = "web-"
 MAX_BODY_BYTES = 64 * 1024
+POLLS_PER_MINUTE = 40  # the page polls every 3 s while a hand-off is waiting or live
 DEFAULTS = {"exit_url": "https://www.google.com/search?q=weather", "origins": "", "max_chars": 2000,
             "rate_session": 20, "rate_address": 60}
 
@@ -255,8 +263,35 @@ def client_address(request: Request) -> str:
     return request.remote_addr or request.ip or "unknown"
 
 
-async def forget_everything(agent: Any, sender_id: str) -> None:
+def handoff_relay(request: Request) -> Any:
+    """The hand-off relay of this server (channels/operators.py)."""
+    from channels import operators
+
+    relay = operators.get_relay()
+    relay.app = request.app
+    return relay
+
+
+async def after_turn(relay: Any, sender_id: str, messages: List[Dict[str, Any]], channel_name: str) -> Optional[str]:
+    """Acts on the turn's markers (a new hand-off case, "delete my data");
+    returns the hand-off's state for the page."""
+    from channels import operators
+
+    case_id = operators.marker_case(messages)
+    if case_id:
+        await relay.case_requested(sender_id, case_id, channel_name)
+    if operators.marker_case(messages, "forget_conversation"):
+        await relay.forget(sender_id)
+    return relay.state_of(sender_id)
+
+
+async def forget_everything(agent: Any, sender_id: str, relay: Any = None) -> None:
     """What "delete my data" deletes: the conversation and any hand-off case of it."""
+    if relay is not None:
+        try:
+            await relay.forget(sender_id)  # an open hand-off closes; its relayed messages go
+        except Exception as error:  # noqa: BLE001 - the deletion itself must go on
+            logger.error("webchat: hand-off relay failed (%s)", type(error).__name__)
     async with agent.lock_store.lock(sender_id):  # not while a message of it is being handled
         await tracker_store.forget(agent.tracker_store, sender_id)
     from actions import store
@@ -289,6 +324,8 @@ class WebChatInput(InputChannel):
         self.origins = origins
         self.max_chars = max_chars
         self.limiter = RateLimiter(rate_session, rate_address)
+        # polls every few seconds while a hand-off is open: a budget of their own
+        self.poll_limiter = RateLimiter(POLLS_PER_MINUTE, POLLS_PER_MINUTE * 10)
 
     # -- headers ----------------------------------------------------------------
 
@@ -385,6 +422,7 @@ class WebChatInput(InputChannel):
 
         bp.add_route(preflight, "/webhook", methods=["OPTIONS"], name="webhook_preflight")
         bp.add_route(preflight, "/delete", methods=["OPTIONS"], name="delete_preflight")
+        bp.add_route(preflight, "/poll", methods=["OPTIONS"], name="poll_preflight")
 
         @bp.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
@@ -411,6 +449,14 @@ class WebChatInput(InputChannel):
                 return response.json([{"text": message("webchat_too_long", language, limit=channel.max_chars)}],
                                      status=413)
 
+            relay = handoff_relay(request)
+            try:
+                if await relay.intercept(sender_id, text, channel.name()):  # a hand-off is waiting or live
+                    return response.json(relay.take(sender_id) + [{"handoff": relay.state_of(sender_id)}])
+            except Exception as error:  # noqa: BLE001 - the assistant still answers
+                logger.error("webchat: hand-off relay failed (%s)", type(error).__name__)
+            before = relay.take(sender_id)
+
             collector = CollectingOutputChannel()
             user_message = UserMessage(text, collector, sender_id, input_channel=channel.name(),
                                        metadata={"language_hint": hint} if hint else None)
@@ -422,7 +468,31 @@ class WebChatInput(InputChannel):
                 logger.error("webchat: the message could not be handled (%s)", type(error).__name__)
                 language = await conversation_language(request, sender_id, hint)
                 return response.json([{"text": message("webchat_error", language)}], status=503)
-            return response.json(visible(collector.messages))
+            replies = before + visible(collector.messages)
+            try:
+                state = await after_turn(relay, sender_id, collector.messages, channel.name())
+            except Exception as error:  # noqa: BLE001
+                logger.error("webchat: hand-off relay failed (%s)", type(error).__name__)
+                state = None
+            replies += relay.take(sender_id)
+            if state:
+                replies.append({"handoff": state})  # the page polls while a hand-off is waiting or live
+            return response.json(replies)
+
+        @bp.route("/poll", methods=["POST"])
+        async def poll(request: Request) -> HTTPResponse:
+            """What a counsellor (or the relay) said since the page last asked,
+            and the hand-off's state; polled only while one is waiting or live."""
+            if not channel.origin_allowed(request):
+                return response.json({"error": "origin not allowed"}, status=403)
+            try:
+                sender_id = read_sender(read_json(request))
+            except BadRequest as error:
+                return response.json({"error": str(error)}, status=400)
+            if not channel.poll_limiter.allow(sender_id, client_address(request)):
+                return response.json({"error": "rate limited"}, status=429)
+            relay = handoff_relay(request)
+            return response.json({"messages": relay.take(sender_id), "handoff": relay.state_of(sender_id)})
 
         @bp.route("/delete", methods=["POST"])
         async def delete(request: Request) -> HTTPResponse:
@@ -435,7 +505,7 @@ class WebChatInput(InputChannel):
             if channel.limiter.addresses.full(channel.limiter.address_key(client_address(request)), time.monotonic()):
                 return response.json({"error": "rate limited"}, status=429)
             try:
-                await forget_everything(request.app.ctx.agent, sender_id)
+                await forget_everything(request.app.ctx.agent, sender_id, handoff_relay(request))
             except Exception as error:  # noqa: BLE001
                 logger.error("webchat: conversation not deleted (%s)", type(error).__name__)
                 return response.json({"error": "not deleted"}, status=503)

@@ -22,7 +22,8 @@ from aiohttp import web
 BOT_ID = 777000111
 BOT_USERNAME = "waypoint_test_bot"
 JSON_FIELDS = {"reply_markup", "message_ids", "allowed_updates", "link_preview_options", "commands", "chat_id",
-               "message_id", "offset", "timeout", "limit", "max_connections", "drop_pending_updates"}
+               "message_id", "offset", "timeout", "limit", "max_connections", "drop_pending_updates",
+               "reply_parameters", "user_id"}
 
 
 @dataclasses.dataclass
@@ -56,6 +57,7 @@ class FakeTelegram:
         self._runner: Optional[web.AppRunner] = None
         self.port = 0
         self.webhook: Optional[Dict[str, Any]] = None
+        self.members: Dict[tuple, str] = {}  # (chat id, user id) -> getChatMember status; others have "left"
 
     # lifecycle -------------------------------------------------------------------------------------
     @property
@@ -105,6 +107,10 @@ class FakeTelegram:
     def queue_update(self, update: Dict[str, Any]) -> None:
         with self._lock:
             self._updates.append(update)
+
+    def set_member(self, chat_id: int, user_id: int, status: str = "member") -> None:
+        with self._lock:
+            self.members[(int(chat_id), int(user_id))] = status
 
     def reset(self) -> None:
         with self._lock:
@@ -202,6 +208,29 @@ class FakeTelegram:
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
         return message
+
+    def _api_editMessageText(self, params: Dict[str, Any]) -> Any:
+        chat_id = int(params["chat_id"])
+        message = {"message_id": int(params["message_id"]), "date": int(time.time()), "edit_date": int(time.time()),
+                   "from": self._bot_user(), "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+                   "text": params.get("text", "")}
+        if (params.get("reply_markup") or {}).get("inline_keyboard"):
+            message["reply_markup"] = params["reply_markup"]
+        return message
+
+    def _api_getChatMember(self, params: Dict[str, Any]) -> Any:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        with self._lock:
+            status = self.members.get((chat_id, user_id), "left")
+        member: Dict[str, Any] = {"status": status, "user": {"id": user_id, "is_bot": False, "first_name": "Someone"}}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            member.update({flag: False for flag in (
+                "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+                "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
+                "can_post_stories", "can_edit_stories", "can_delete_stories")})
+        return member
 
     def _api_answerCallbackQuery(self, params: Dict[str, Any]) -> Any:
         return True
@@ -319,6 +348,52 @@ def edited_update(chat_id: int, text: str, message_id: int, language_code: Optio
 def group_update(group_id: int, text: str, language_code: Optional[str] = "en") -> Dict[str, Any]:
     chat = {"id": group_id, "type": "group", "title": "Some group"}
     return {"update_id": next_update_id(), "message": message(group_id, language_code, chat=chat, text=text)}
+
+
+def person(user_id: int, first_name: str, username: Optional[str] = None,
+           language_code: Optional[str] = "en") -> Dict[str, Any]:
+    data = {"id": user_id, "is_bot": False, "first_name": first_name}
+    if username:
+        data["username"] = username
+    if language_code:
+        data["language_code"] = language_code
+    return data
+
+
+def named_text_update(chat_id: int, text: str, who: Dict[str, Any]) -> Dict[str, Any]:
+    """A private message from a user with a name and username of their own."""
+    update = text_update(chat_id, text, language_code=who.get("language_code"))
+    update["message"]["from"] = who
+    update["message"]["chat"] = {"id": chat_id, "type": "private", "first_name": who["first_name"],
+                                 **({"username": who["username"]} if who.get("username") else {})}
+    return update
+
+
+def group_chat(group_id: int) -> Dict[str, Any]:
+    return {"id": group_id, "type": "supergroup", "title": "Counsellors"}
+
+
+def group_message_update(group_id: int, who: Dict[str, Any], text: Optional[str] = None,
+                         reply_to: Optional[Dict[str, Any]] = None, **content: Any) -> Dict[str, Any]:
+    """A message in a group from ``who``, optionally replying to one of the bot's messages
+    (``reply_to``: the message as the fake returned it)."""
+    data: Dict[str, Any] = {"message_id": next_message_id(), "date": int(time.time()), "from": who,
+                            "chat": group_chat(group_id)}
+    if text is not None:
+        data["text"] = text
+        if text.startswith("/"):
+            data["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    if reply_to is not None:
+        data["reply_to_message"] = {**reply_to, "chat": group_chat(group_id)}
+    data.update(content)
+    return {"update_id": next_update_id(), "message": data}
+
+
+def group_callback_update(group_id: int, who: Dict[str, Any], data: str, message: Dict[str, Any]) -> Dict[str, Any]:
+    """A press on an inline button of the bot's ``message`` (as the fake returned it) in a group."""
+    return {"update_id": next_update_id(),
+            "callback_query": {"id": f"cq{next_update_id()}", "from": who, "chat_instance": "-777",
+                               "message": {**message, "chat": group_chat(group_id)}, "data": data}}
 
 
 def callback_update(chat_id: int, data: str, message_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:

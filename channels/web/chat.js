@@ -9,6 +9,8 @@
   var NATIVE = {en: 'English', id: 'Bahasa Indonesia', ms: 'Bahasa Melayu', vi: 'Tiếng Việt', th: 'ภาษาไทย'};
   var WEBHOOK = '/webhooks/webchat/webhook';
   var DELETE = '/webhooks/webchat/delete';
+  var POLL = '/webhooks/webchat/poll';
+  var POLL_MS = 3000;
   var ESC_WINDOW_MS = 1500;
   var MAX_KEPT = 300;
 
@@ -20,10 +22,13 @@
   var log = $('log'), input = $('message'), form = $('composer'), picker = $('language');
   var notice = $('notice'), writing = $('writing');
   var deleteButton = $('delete'), confirmBox = $('confirm');
+  var handoffBox = $('handoff'), handoffStatus = $('handoff-status'), handoffButton = $('handoff-action');
 
   var state = load();
   var busy = false;
   var lastEscape = 0;
+  var pollTimer = null;
+  var handoffEpoch = 0;  // bumped by every answer to a message: an older poll's state is stale
 
   // -- storage ----------------------------------------------------------------
 
@@ -80,6 +85,7 @@
       if (text) el.setAttribute('aria-label', text);
     });
     Array.prototype.forEach.call(log.querySelectorAll('.who-you'), function (el) { el.textContent = t('you') + ': '; });
+    showHandoff();
   }
 
   // -- rendering (text only) --------------------------------------------------
@@ -196,6 +202,7 @@
       .then(function (result) {
         if (!Array.isArray(result.data)) { say(t('offline')); return; }
         result.data.forEach(function (m) {
+          if (m && Object.prototype.hasOwnProperty.call(m, 'handoff')) { handoffEpoch++; setHandoff(m.handoff); return; }
           if (!m || (!m.text && !(m.buttons && m.buttons.length))) return;
           var box = add({who: 'bot', text: typeof m.text === 'string' ? m.text : '', buttons: m.buttons || []});
           if (!first) first = box;
@@ -215,6 +222,61 @@
     return true;
   }
 
+  // -- a counsellor (hand-off): polled only while one is waiting or live -------
+
+  function setHandoff(value) {
+    var next = (value === 'waiting' || value === 'live') ? value : null;
+    state.handoff = next;
+    save();
+    showHandoff();
+    if (next) schedulePoll();
+    else stopPolling();
+  }
+
+  function showHandoff() {
+    if (!handoffBox) return;
+    handoffBox.hidden = !state.handoff;
+    if (!state.handoff) return;
+    handoffStatus.textContent = t(state.handoff === 'live' ? 'handoff_live' : 'handoff_waiting');
+    handoffButton.textContent = t(state.handoff === 'live' ? 'end_chat' : 'cancel_request');
+  }
+
+  function schedulePoll() {
+    if (pollTimer === null) pollTimer = window.setTimeout(poll, POLL_MS);
+  }
+
+  function stopPolling() {
+    if (pollTimer !== null) window.clearTimeout(pollTimer);
+    pollTimer = null;
+  }
+
+  function poll() {
+    pollTimer = null;
+    if (!state.handoff) return;
+    var session = state.session, asked = handoffEpoch;
+    post(POLL, {sender: session})
+      .then(function (result) {
+        if (session !== state.session || !result.data || typeof result.data !== 'object') return;
+        var added = null;
+        (result.data.messages || []).forEach(function (m) {
+          if (!m || (!m.text && !(m.buttons && m.buttons.length))) return;
+          var box = add({who: 'bot', text: typeof m.text === 'string' ? m.text : '', buttons: m.buttons || []});
+          if (!added) added = box;
+        });
+        if (added) log.scrollTop = log.scrollHeight;
+        if (result.status === 200 && asked === handoffEpoch) setHandoff(result.data.handoff);
+      })
+      .catch(function () { /* offline for a moment: try again */ })
+      .then(function () { if (state.handoff) schedulePoll(); });
+  }
+
+  if (handoffButton) {
+    handoffButton.addEventListener('click', function () {
+      if (state.handoff === 'live') send('/end', t('end_chat'));
+      else if (state.handoff === 'waiting') send('/cancel', t('cancel_request'));
+    });
+  }
+
   function clearPage() {
     Array.prototype.slice.call(log.querySelectorAll('.message')).forEach(function (el) { el.remove(); });
     input.value = '';
@@ -226,6 +288,7 @@
   function quickExit(event) {
     if (event) event.preventDefault();
     var session = state.session;
+    stopPolling();
     try { window.sessionStorage.removeItem(KEY); window.sessionStorage.clear(); } catch (e) { /* ignore */ }
     state = {session: newSession(), lang: state.lang, messages: []};
     try { document.body.replaceChildren(); } catch (e) { document.body.textContent = ''; }
@@ -284,10 +347,12 @@
   $('delete-yes').addEventListener('click', function () {
     post(DELETE, {sender: state.session}).then(function (result) {
       if (result.status !== 200) throw new Error('not deleted');
+      stopPolling();
       state = {session: newSession(), lang: state.lang, messages: []};
       try { window.sessionStorage.removeItem(KEY); } catch (e) { /* ignore */ }
       save();
       clearPage();
+      showHandoff();
       closeConfirm();
       say(t('deleted'));
       input.focus();
@@ -301,4 +366,5 @@
   state.messages.forEach(render);
   save();
   if (state.messages.length) log.scrollTop = log.scrollHeight;
+  if (state.handoff) { showHandoff(); poll(); }  // reloaded during a hand-off: catch up at once
 }());
