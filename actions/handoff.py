@@ -116,21 +116,10 @@ class ActionHandoffConsent(WaypointAction):
             reply.say("handoff_closed_hours")
             show_helplines(reply, tracker)
             return [SlotSet("handoff_stage", None)]
+        asked = [t for t in topics_discussed(tracker) if not t.startswith("help.")]
         case = store.create_case(tracker.sender_id, tracker.get_latest_input_channel(), reply.language,
-                                 tracker.get_slot("country"), tracker.get_slot("topic"), summary)
+                                 tracker.get_slot("country"), asked[-1] if asked else None, summary)
         logger.info("hand-off case %s opened", case["case_id"])
         reply.say("handoff_waiting")
         reply.dispatcher.utter_message(json_message={"waypoint": "handoff_requested", "case_id": case["case_id"]})
         return [SlotSet("handoff_stage", "waiting"), SlotSet("handoff_case", case["case_id"])]
-
-
-class ActionCancelHandoff(WaypointAction):
-    def name(self) -> Text:
-        return "action_cancel_handoff"
-
-    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
-        case_id = tracker.get_slot("handoff_case")
-        if case_id:
-            store.set_state(case_id, "cancelled")
-        reply.say("handoff_cancelled")
-        return [SlotSet("handoff_stage", None), SlotSet("handoff_case", None)]

@@ -187,12 +187,14 @@ async def test_handoff_without_operators_says_so_honestly(domain):
 async def test_handoff_case_with_consent_holds_no_message_text(domain, monkeypatch):
     monkeypatch.setenv("WAYPOINT_OPERATORS_CHAT_ID", "-100123")
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
-    history = [{"event": "slot", "name": "topic", "value": "remedy.unpaid_wages"}]
+    history = [{"event": "slot", "name": "topic", "value": "remedy.unpaid_wages"},
+               {"event": "slot", "name": "topic", "value": "help.talk_to_human"}]
     events, _ = await run(ActionHandoffConsent(), domain, intent="affirm", text="yes and my number is +60 12 345 6789",
                           slots={"language": "ms", "handoff_stage": "summary", "country": "MY"}, events=history)
     case = store.all_cases()[0]
     assert slot_events(events)["handoff_case"] == case["case_id"]
-    assert case["summary"] == "topics: remedy.unpaid_wages"
+    assert case["summary"] == "topics: remedy.unpaid_wages, help.talk_to_human"
+    assert case["topic"] == "remedy.unpaid_wages"  # what the user asked about, not "a person"
     assert "6789" not in str(case)
 
 
