@@ -22,7 +22,12 @@ def held_out(path: pathlib.Path) -> List[Tuple[str, str]]:
 
 class Parser:
     def __init__(self, model_path: pathlib.Path):
+        import logging
+
         from rasa.core.agent import Agent
+        from rasa.utils.log_utils import configure_structlog
+
+        configure_structlog(logging.WARNING)  # Rasa's parse log lines carry the text: not in reports
 
         self.agent = Agent.load(str(model_path))
         self.loop = asyncio.new_event_loop()
