@@ -354,6 +354,15 @@ class WebChatInput(InputChannel):
             return True
         return origin != "null" and urlsplit(origin).netloc.lower() == (request.host or "").lower()
 
+    def allowed_sender(self, request: Request) -> "str | HTTPResponse":
+        """The request's sender id, or the error response (403 origin, 400 body)."""
+        if not self.origin_allowed(request):
+            return response.json({"error": "origin not allowed"}, status=403)
+        try:
+            return read_sender(read_json(request))
+        except BadRequest as error:
+            return response.json({"error": str(error)}, status=400)
+
     def add_cors(self, request: Request, resp: HTTPResponse) -> None:
         origin = request.headers.get("origin")
         if origin and ("*" in self.origins or origin.lower() in self.origins):
@@ -483,12 +492,9 @@ class WebChatInput(InputChannel):
         async def poll(request: Request) -> HTTPResponse:
             """What a counsellor (or the relay) said since the page last asked,
             and the hand-off's state; polled only while one is waiting or live."""
-            if not channel.origin_allowed(request):
-                return response.json({"error": "origin not allowed"}, status=403)
-            try:
-                sender_id = read_sender(read_json(request))
-            except BadRequest as error:
-                return response.json({"error": str(error)}, status=400)
+            sender_id = channel.allowed_sender(request)
+            if isinstance(sender_id, HTTPResponse):
+                return sender_id
             if not channel.poll_limiter.allow(sender_id, client_address(request)):
                 return response.json({"error": "rate limited"}, status=429)
             relay = handoff_relay(request)
@@ -496,12 +502,9 @@ class WebChatInput(InputChannel):
 
         @bp.route("/delete", methods=["POST"])
         async def delete(request: Request) -> HTTPResponse:
-            if not channel.origin_allowed(request):
-                return response.json({"error": "origin not allowed"}, status=403)
-            try:
-                sender_id = read_sender(read_json(request))
-            except BadRequest as error:
-                return response.json({"error": str(error)}, status=400)
+            sender_id = channel.allowed_sender(request)
+            if isinstance(sender_id, HTTPResponse):
+                return sender_id
             if channel.limiter.addresses.full(channel.limiter.address_key(client_address(request)), time.monotonic()):
                 return response.json({"error": "rate limited"}, status=429)
             try:
