@@ -459,7 +459,10 @@ def test_delete_during_a_hand_off_closes_it_and_removes_the_relayed_messages(way
                             what="the relayed messages deleted from the group")
     assert relayed.result["message_id"] in deleted and post.result["message_id"] not in deleted
     assert store_state(waypoint, case_of(post)) is None  # the case is gone from the store
-    assert not [e for e in waypoint.tracker(sender(chat))["events"] if e["event"] == "user"]
+    # The conversation is deleted when the turn that confirmed it is saved, just
+    # after the confirmation went out: wait for it rather than race it.
+    fake.wait_for(lambda: not [e for e in waypoint.tracker(sender(chat))["events"] if e["event"] == "user"],
+                  what="the conversation deleted from the tracker store")
 
 
 # -- the web chat and REST ------------------------------------------------------------------------------
