@@ -305,7 +305,9 @@ def test_nobody_accepts_in_time(waypoint, fake, content):
     started = time.monotonic()
     unavailable = sent_to(fake, chat, content.messages["handoff_unavailable"][lang], timeout=TIMEOUT + 60)
     assert time.monotonic() - started >= TIMEOUT - 5  # not before the configured time
-    assert "☎" in fake.texts_to(chat)[-1] and unavailable.params["text"] != fake.texts_to(chat)[-1]  # helplines
+    # then the helplines, in a message of their own (wait: it follows the apology, it is not in it)
+    fake.wait_for(lambda: "☎" in fake.texts_to(chat)[-1] and unavailable.params["text"] != fake.texts_to(chat)[-1],
+                  what="the helplines after the apology")
     edit = wait_edit(fake, post, content.messages["operators_expired"]["en"])
     assert not (edit.get("reply_markup") or {}).get("inline_keyboard")
     assert store_state(waypoint, case_id) == "expired"
