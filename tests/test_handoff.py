@@ -230,7 +230,9 @@ def test_a_survivor_and_a_counsellor_talk_without_seeing_each_other(waypoint, fa
     accept = tg.group_callback_update(OPS, OPERATOR, accept_button(post), post.result)
     webhook(waypoint, accept)
     sent_to(fake, chat, content.messages["handoff_connected"][lang], mine)
-    assert accept["callback_query"]["id"] in [c.params["callback_query_id"] for c in fake.calls_of("answerCallbackQuery")]
+    fake.wait_for(lambda: accept["callback_query"]["id"] in [c.params["callback_query_id"]
+                                                            for c in fake.calls_of("answerCallbackQuery")],
+                  what="the Accept press acknowledged")
     live = wait_edit(fake, post, f"/reply {case_id}")
     assert not (live.get("reply_markup") or {}).get("inline_keyboard")  # the Accept button is gone
     assert store_state(waypoint, case_id) == "live"
@@ -385,7 +387,8 @@ def test_an_emergency_during_a_hand_off_comes_first(waypoint, fake, content):
     webhook(waypoint, tg.named_text_update(chat, danger, who))
     relayed = sent_to(fake, OPS, "PAPAYA-1180")
     assert relayed.params["text"] == f"{flag}\n{case_id} · user:\n{danger}"
-    assert fake.texts_to(chat)[mine] == emergency and steps in fake.texts_to(chat)[mine:]
+    fake.wait_for(lambda: steps in fake.texts_to(chat)[mine:], what="the safety steps")
+    assert fake.texts_to(chat)[mine] == emergency
     assert not any("PAPAYA" in t for t in fake.texts_to(chat))
     # the relay goes on
     webhook(waypoint, tg.group_message_update(OPS, ADMIN, "Stay on the line. Can you call 191? GUAVA-3",
