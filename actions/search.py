@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import yaml
 from typing import Dict, Iterable, List, Tuple
 
 from actions.content import LANGUAGES, Content, intent_for_topic, project_root
+from components.language import nlu_examples
 from components.textnorm import strip_accents, words
 
 
@@ -45,14 +45,9 @@ class BM25:
 
 def _examples_by_intent(language: str) -> Dict[str, List[str]]:
     by_intent: Dict[str, List[str]] = {}
-    root = project_root() / "data" / "nlu" / language
-
-    for path in sorted(root.glob("*.yml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for block in data.get("nlu") or []:
-            if isinstance(block, dict) and isinstance(block.get("examples"), str):
-                by_intent.setdefault(block.get("intent"), []).extend(
-                    line[2:] for line in block["examples"].splitlines() if line.startswith("- "))
+    for path in sorted((project_root() / "data" / "nlu" / language).glob("*.yml")):
+        for text, intent, _ in nlu_examples(path):
+            by_intent.setdefault(intent, []).append(text)
     return by_intent
 
 

@@ -6,18 +6,12 @@ import asyncio
 import pathlib
 from typing import Dict, List, Tuple
 
-import yaml
+from components.language import nlu_examples
 
 
 def held_out(path: pathlib.Path) -> List[Tuple[str, str]]:
     """(text, intent) pairs of a Rasa NLU YAML file."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    pairs = []
-    for block in data.get("nlu") or []:
-        for line in (block.get("examples") or "").splitlines():
-            if line.startswith("- "):
-                pairs.append((line[2:].strip(), block["intent"]))
-    return pairs
+    return [(text, intent) for text, intent, _ in nlu_examples(path)]
 
 
 class Parser:

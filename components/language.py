@@ -233,13 +233,21 @@ def _softmax(scores: Dict[str, float]) -> Dict[str, float]:
     return {k: round(v / total, 4) for k, v in exp.items()}
 
 
+def nlu_examples(path: pathlib.Path) -> List[Tuple[str, str, Optional[str]]]:
+    """(text, intent, language) of every example in a Rasa NLU YAML file; the
+    language is the intent block's ``metadata.language`` (None when absent).
+    The one reader of the NLU files for the scorer, the search and the benchmarks."""
+    data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+    examples: List[Tuple[str, str, Optional[str]]] = []
+    for block in data.get("nlu") or []:
+        if not isinstance(block, dict) or not isinstance(block.get("examples"), str):
+            continue
+        lang = (block.get("metadata") or {}).get("language")
+        examples.extend((line[2:].strip(), block.get("intent"), lang)
+                        for line in block["examples"].splitlines() if line.startswith("- "))
+    return examples
+
+
 def read_labelled_examples(paths: Iterable[pathlib.Path]) -> List[Tuple[str, str]]:
     """(text, language) pairs from Rasa NLU YAML files whose intents carry metadata.language."""
-    pairs: List[Tuple[str, str]] = []
-    for path in paths:
-        data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-        for block in data.get("nlu") or []:
-            lang = ((block.get("metadata") or {}).get("language")) if isinstance(block, dict) else None
-            if lang and isinstance(block.get("examples"), str):
-                pairs.extend((line[2:].strip(), lang) for line in block["examples"].splitlines() if line.startswith("- "))
-    return pairs
+    return [(text, lang) for path in paths for text, _, lang in nlu_examples(path) if lang]

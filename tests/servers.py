@@ -22,7 +22,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Waypoint:
+class RestClient:
+    """Talks to a Rasa server's REST channel and token-guarded HTTP API."""
+
+    url: str
+    token: str
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            raw = response.read()
+            return json.loads(raw) if raw else None
+
+    def say(self, sender: str, text: str, metadata: Optional[Dict] = None, timeout: float = 30) -> List[Dict[str, Any]]:
+        body: Dict[str, Any] = {"sender": sender, "message": text}
+        if metadata:
+            body["metadata"] = metadata
+        return self.request("POST", "/webhooks/rest/webhook", body, timeout=timeout)
+
+    def tracker(self, sender: str) -> Dict[str, Any]:
+        return self.request("GET", f"/conversations/{sender}/tracker?token={self.token}")
+
+
+
+class Waypoint(RestClient):
     def __init__(self, var_dir: pathlib.Path, extra_env: Optional[Dict[str, str]] = None):
         self.var = var_dir
         self.rasa_port, self.actions_port = free_port(), free_port()
@@ -61,22 +86,6 @@ class Waypoint:
                 return self.process.wait()
         return self.process.returncode if self.process else 0
 
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            raw = response.read()
-            return json.loads(raw) if raw else None
-
-    def say(self, sender: str, text: str, metadata: Optional[Dict] = None) -> List[Dict[str, Any]]:
-        body = {"sender": sender, "message": text}
-        if metadata:
-            body["metadata"] = metadata
-        return self.request("POST", "/webhooks/rest/webhook", body)
-
-    def tracker(self, sender: str) -> Dict[str, Any]:
-        return self.request("GET", f"/conversations/{sender}/tracker?token={self.token}")
 
 
 # -- Separate servers, for the scale-out test and the serving benchmark -----------
@@ -178,30 +187,6 @@ class ActionServer(_Process):
     @property
     def webhook(self) -> str:
         return self.url + "/webhook"
-
-
-class RestClient:
-    """Talks to a Rasa server's REST channel and token-guarded HTTP API."""
-
-    url: str
-    token: str
-
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            raw = response.read()
-            return json.loads(raw) if raw else None
-
-    def say(self, sender: str, text: str, metadata: Optional[Dict] = None, timeout: float = 30) -> List[Dict[str, Any]]:
-        body: Dict[str, Any] = {"sender": sender, "message": text}
-        if metadata:
-            body["metadata"] = metadata
-        return self.request("POST", "/webhooks/rest/webhook", body, timeout=timeout)
-
-    def tracker(self, sender: str) -> Dict[str, Any]:
-        return self.request("GET", f"/conversations/{sender}/tracker?token={self.token}")
 
 
 class RasaServer(RestClient, _Process):
