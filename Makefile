@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RASA := $(VENV)/bin/rasa
 ENV := source scripts/env.sh &&
 
-.PHONY: help install model train run shell test test-unit validate lock bench clean purge screenshot telegram-webhook telegram-poll
+.PHONY: help install model train run shell test test-unit validate lock bench bench-serving services clean purge screenshot telegram-webhook telegram-poll
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ test-unit: install ## Only the fast tests (no servers)
 
 bench: model ## Run the benchmarks and write their reports under bench/
 	@$(ENV) $(PY) -m bench.run_all
+
+bench-serving: model ## Only the serving benchmark (latency, throughput, long conversations, scale-out)
+	@$(ENV) $(PY) -m bench.serving
+
+services: ## Install and start PostgreSQL and Redis on loopback (for the scale-out configuration and its test)
+	@scripts/ensure-services.sh start
 
 screenshot: model ## Screenshot of the web chat at phone width (docs/webchat-phone.png)
 	@scripts/ensure-chromium.sh && $(ENV) $(PY) scripts/screenshot.py

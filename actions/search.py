@@ -76,3 +76,10 @@ def search(content: Content, text: str, language: str, limit: int = 3) -> List[T
         return []
     index = _index(language, content)
     return index.score(search_tokens(text[:2000], language))[:limit]
+
+
+def warm_up(content: Content) -> None:
+    """Build every language's index at start-up (Thai and Vietnamese take about
+    a second each, which the first low-confidence message would otherwise wait)."""
+    for language in LANGUAGES:
+        _index(language, content)

@@ -38,7 +38,10 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from actions.content import get_content
 
-    get_content()  # fail at start, not at the first message, if content is broken
+    from actions import search
+
+    content = get_content()  # fail at start, not at the first message, if content is broken
+    search.warm_up(content)
     token = os.environ.get("WAYPOINT_ACTIONS_TOKEN", "")
     host = os.environ.get("SANIC_HOST", "127.0.0.1")
     port = int(os.environ.get("WAYPOINT_ACTIONS_PORT", "5055"))

@@ -23,6 +23,7 @@ import collections
 import os
 import pathlib
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -234,7 +235,7 @@ class Run:
         env["LOG_LEVEL"] = "WARNING"
         self.actions = ActionServer(self.var / "actions", env).start()
         whole = self.var / "endpoints.whole.yml"
-        whole.write_text((ROOT / "endpoints.yml").read_text() + "  history_turns: 0\n")
+        whole.write_text(re.sub(r"(?m)^(\s+history_turns:).*$", r"\1 0", (ROOT / "endpoints.yml").read_text()))
         stock_endpoints = self.var / "endpoints.stock.yml"
         stock_endpoints.write_text(STOCK_ENDPOINTS)
         stock_credentials = self.var / "credentials.stock.yml"

@@ -1,4 +1,4 @@
-"""Two fixes to Rasa 3.6 for costs it pays on every message, whatever the
+"""Three fixes to Rasa 3.6 for costs it pays on every message, whatever the
 conversation (measured with py-spy, bench/reports/serving.md).
 
 1. Rasa checks every action server response with ``jsonschema.validate(response,
@@ -17,17 +17,27 @@ event: about 0.1 ms an event, more than the JSON decoding and the SQL query
 together. The class found for a type name is remembered; unknown names still go
 to Rasa's code (and its error).
 
+3. Every call to the action server (two or three per user message) goes
+through ``EndpointConfig.request``, which opens a new aiohttp session, so a new
+TCP connection, and closes it again. Here each endpoint keeps one session per
+event loop and its connections alive (for 2 s, under the 5 s after which the
+action server, Sanic, closes an idle one). A request that meets a connection
+the server closed at that very moment (``ServerDisconnectedError``: it was
+never read) is sent once more on a new one.
+
 ``install()`` is called by channels.tracker_store.WaypointSQLTrackerStore,
 which every Waypoint Rasa server loads (endpoints.yml,
 deploy/endpoints.scale.yml). It does nothing if Rasa's method is not the one it
 expects (another Rasa version), so an upgrade falls back to Rasa's own code;
-``WAYPOINT_RASA_SPEEDUPS=0`` in the environment turns both off (bench/serving.py
+``WAYPOINT_RASA_SPEEDUPS=0`` in the environment turns all three off (bench/serving.py
 measures the server without them that way).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import weakref
 from typing import Any, Dict
 
 logger = logging.getLogger(__name__)
@@ -70,6 +80,7 @@ def install() -> bool:
     _validate_action_result.__wrapped__ = original  # type: ignore[attr-defined]
     RemoteAction._validate_action_result = _validate_action_result
     _cache_event_types()
+    _reuse_connections()
     _installed = True
     return True
 
@@ -94,3 +105,63 @@ def _cache_event_types() -> None:
 
     resolve_by_type.__wrapped__ = lookup  # type: ignore[attr-defined]
     Event.resolve_by_type = staticmethod(resolve_by_type)
+
+
+KEEPALIVE_SECONDS = 2.0
+
+
+class _Borrowed:
+    """``async with endpoint.session() as s`` without closing the shared session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> Any:
+        return self.session
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        return False
+
+
+def _reuse_connections() -> None:
+    import aiohttp
+    from rasa.utils import endpoints
+
+    config = endpoints.EndpointConfig
+    original_session = config.__dict__.get("session")
+    original_request = config.__dict__.get("request")
+    if (getattr(original_session, "__qualname__", "") != "EndpointConfig.session"
+            or getattr(original_request, "__qualname__", "") != "EndpointConfig.request"):
+        logger.warning("Rasa's EndpointConfig changed; one connection per request, the stock way")
+        return
+    pools: "weakref.WeakKeyDictionary[Any, Dict[int, Any]]" = weakref.WeakKeyDictionary()
+
+    def session(self: Any) -> Any:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return original_session(self)
+        per_endpoint = pools.setdefault(loop, {})
+        shared = per_endpoint.get(id(self))
+        if shared is None or shared.closed:
+            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None
+            shared = aiohttp.ClientSession(
+                headers=self.headers, auth=auth,
+                timeout=aiohttp.ClientTimeout(total=endpoints.DEFAULT_REQUEST_TIMEOUT),
+                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS),
+            )
+            per_endpoint[id(self)] = shared
+            weakref.finalize(self, per_endpoint.pop, id(self), None)
+        return _Borrowed(shared)
+
+    async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original_request(self, *args, **kwargs)
+        except aiohttp.ServerDisconnectedError:
+            logger.debug("endpoint closed a kept-alive connection; the request is sent again")
+            return await original_request(self, *args, **kwargs)
+
+    session.__wrapped__ = original_session  # type: ignore[attr-defined]
+    request.__wrapped__ = original_request  # type: ignore[attr-defined]
+    config.session = session
+    config.request = request
