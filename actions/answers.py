@@ -101,8 +101,18 @@ class ActionAnswerTopic(WaypointAction):
         events: List[Dict[Text, Any]] = [SlotSet("topic", topic)]
         guide = reply.content.guides[topic]
         if guide.country_dependent and not tracker.get_slot("country") and not tracker.get_slot("country_asked"):
+            danger_check(reply, tracker)
             return events + ask_country(reply, topic)
-        return events + send_answer(reply, tracker, topic)
+        events += send_answer(reply, tracker, topic)
+        danger_check(reply, tracker)
+        return events
+
+
+def danger_check(reply: Reply, tracker: Tracker) -> None:
+    """A question that mentions danger (components/nlu.py, EmergencyOverride):
+    answered as asked, with one tap to the emergency numbers."""
+    if (tracker.latest_message or {}).get("possible_emergency"):
+        reply.say("danger_check", buttons=[button(reply.text("label_danger_now"), "/report_emergency")])
 
 
 class ActionSetCountry(WaypointAction):

@@ -2,7 +2,9 @@
 messages of immediate danger or self-harm, and false alarms on ordinary
 questions that mention danger in passing, per language; for the lexicon
 detector alone and for the whole NLU pipeline (classifier + override) that the
-assistant really uses.
+assistant really uses. Then the same on the two topic held-out sets (tests/nlu,
+tests/nlu_blind), whose report_emergency messages count for recall and every
+other message for false alarms.
 
     .venv/bin/python -m bench.emergency
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import collections
 
 from bench.common import LANGUAGES, ROOT, load_sets, pct, write_report
-from bench.nlu_eval import Parser
+from bench.nlu_eval import Parser, held_out
 from components import emergency
 
 
@@ -47,7 +49,50 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
+    body += ["", *topic_sets(parser)]
     write_report("emergency", "Emergency detection: recall and false alarms", ".venv/bin/python -m bench.emergency", body)
+
+
+def topic_sets(parser: Parser) -> list:
+    rows = []
+    total = collections.Counter()
+    for lang in LANGUAGES:
+        s = collections.Counter()
+        for folder in ("nlu", "nlu_blind"):
+            for text, intent in held_out(ROOT / "tests" / folder / f"{lang}.yml"):
+                result = parser.parse(text)
+                said = result["intent"]["name"] == "report_emergency"
+                lexicon = bool(emergency.detect(text))
+                if intent == "report_emergency":
+                    s["n_em"] += 1
+                    s["nlu_hit"] += said
+                    s["lex_hit"] += lexicon
+                else:
+                    s["n_ord"] += 1
+                    s["nlu_fa"] += said
+                    s["lex_fa"] += lexicon
+                    s["button"] += bool(result.get("possible_emergency"))
+        total.update(s)
+        rows.append(f"| {lang} | {s['n_em']} | **{pct(s['nlu_hit'], s['n_em'])}** | {pct(s['lex_hit'], s['n_em'])} | "
+                    f"{s['n_ord']} | **{pct(s['nlu_fa'], s['n_ord'])}** | {pct(s['lex_fa'], s['n_ord'])} | {s['button']} |")
+    s = total
+    rows.append(f"| **all** | {s['n_em']} | **{pct(s['nlu_hit'], s['n_em'])}** | {pct(s['lex_hit'], s['n_em'])} | "
+                f"{s['n_ord']} | **{pct(s['nlu_fa'], s['n_ord'])}** | {pct(s['lex_fa'], s['n_ord'])} | {s['button']} |")
+    return [
+        "## On the topic held-out sets",
+        "",
+        "tests/nlu and tests/nlu_blind (never in the training data; the blind set's writers saw no example",
+        "message). Their report_emergency messages count for recall, all others for false alarms. When the lexicon",
+        "fires on a message the classifier reads with confidence as a guide question (at least 0.75, emergency",
+        "at most 0.1; components/nlu.py, EmergencyOverride), the question is answered and ends with a button to",
+        "the emergency numbers: the last column counts those answers (not false alarms, not misses). One Malay",
+        "pattern (being followed, emergency_ms.yml) was added after this table showed the blind set's one miss, so",
+        "the Malay recall here is no longer blind.",
+        "",
+        "| language | emergencies | recall, assistant | recall, lexicon alone | other messages | false alarms, assistant | false alarms, lexicon alone | answered with the danger button |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 if __name__ == "__main__":

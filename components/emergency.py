@@ -18,7 +18,7 @@ import functools
 import logging
 import pathlib
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import yaml
 
@@ -105,6 +105,3 @@ def detect(text: Optional[str], lexicons: Optional[Tuple[LanguagePatterns, ...]]
                 hits.append(lex.language)
     return Detection(bool(hits), hits)
 
-
-def lexicon_stats() -> Dict[str, int]:
-    return {lex.language: len(lex.positive) for lex in load_lexicons()}

@@ -36,7 +36,8 @@ def state_db(tmp_path, monkeypatch):
 
 def make_tracker(text: str = "", intent: Optional[str] = None, slots: Optional[Dict[str, Any]] = None,
                  entities: Optional[List[Dict[str, Any]]] = None, language_id: Optional[Dict] = None,
-                 events: Optional[List[Dict]] = None, sender: str = "test-user"):
+                 events: Optional[List[Dict]] = None, sender: str = "test-user",
+                 parse_extra: Optional[Dict[str, Any]] = None):
     from rasa_sdk import Tracker
 
     base_slots = {"language": None, "audience": "survivor", "country": None, "topic": None, "is_minor": False,
@@ -46,4 +47,5 @@ def make_tracker(text: str = "", intent: Optional[str] = None, slots: Optional[D
     latest = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": entities or []}
     if language_id is not None:
         latest["language_id"] = language_id
+    latest.update(parse_extra or {})
     return Tracker(sender, base_slots, latest, events or [], False, None, {}, "action_listen")

@@ -37,6 +37,21 @@ async def test_topic_answer_in_the_users_language_with_source_and_buttons(domain
     assert 2 <= len(payloads) - 1 <= 3
 
 
+async def test_a_question_that_mentions_danger_is_answered_with_a_button_to_the_emergency_numbers(domain):
+    events, messages = await run(ActionAnswerTopic(), domain, intent="ask_protect_health", slots={"language": "vi", "country": "VN"},
+                                 text="Em bị đánh nhiều, giờ người vẫn đau, có chỗ nào khám miễn phí không?",
+                                 parse_extra={"possible_emergency": True})
+    assert slot_events(events)["topic"] == "protect.health"
+    guide = get_content().guides["protect.health"]
+    assert messages[0]["text"].startswith(guide.languages["vi"]["survivor"].strip()[:40])
+    assert messages[-1]["text"] == get_content().messages["danger_check"]["vi"]
+    assert [b["payload"] for b in messages[-1]["buttons"]] == ["/report_emergency"]
+    # without the mark, no such button
+    _, plain = await run(ActionAnswerTopic(), domain, intent="ask_protect_health", slots={"language": "vi", "country": "VN"},
+                         text="có chỗ nào khám miễn phí không?")
+    assert all(m["text"] != get_content().messages["danger_check"]["vi"] for m in plain)
+
+
 async def test_practitioners_get_the_procedure(domain):
     _, messages = await run(ActionAnswerTopic(), domain, intent="ask_ident_referral_procedure",
                             slots={"language": "vi", "audience": "practitioner", "country": "VN"})
