@@ -35,6 +35,18 @@ def train_stock() -> float:
     return time.monotonic() - started
 
 
+def newest_data():
+    return max((ROOT / "data" / "nlu").rglob("*.yml"), key=lambda p: p.stat().st_mtime)
+
+
+def stale(model) -> bool:
+    return model.stat().st_mtime < newest_data().stat().st_mtime
+
+
+def stamp(path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+
+
 def evaluate(parser: Parser, pairs):
     stats = collections.Counter()
     confusions = collections.Counter()
@@ -82,6 +94,11 @@ def main() -> None:
     stock_note = ("Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), trained on the same data/nlu"
                   + (f" in this run ({stock_time:.0f} s)." if stock_time else
                      f" ({stock_model.relative_to(ROOT)}, trained earlier from the same data; `--retrain` to retrain)."))
+    if not without_stock and not stock_time and stale(stock_model):
+        stock_note = (f"Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), {stock_model.relative_to(ROOT)}, "
+                      f"trained on {stamp(stock_model)}, BEFORE the latest change to data/nlu ({stamp(newest_data())}): "
+                      "it saw less training data than Waypoint's model, so the comparison favours Waypoint "
+                      "(`--retrain` retrains it: over an hour on these 2 cores).")
     if without_stock:
         stock_note = ("Stock columns empty: run without `--without-stock` to train and compare the stock pipeline "
                       "(bench/stock_config.yml; DIET with its transformer takes over an hour on these 2 cores "
