@@ -59,6 +59,11 @@ DEFAULT_MARKERS: Dict[str, List[str]] = {
 INTERNATIONAL = {"hi", "hello", "helo", "hey", "ok", "okay", "okey", "oke", "thanks", "thank", "thx", "tq", "bye",
                  "help", "sos", "yes", "no", "pls", "plz", "please", "sorry", "good", "hotline", "passport", "visa"}
 
+# Greetings Malay and Indonesian speakers both write, which also happen to be
+# Vietnamese words typed without accents ("hai" = two): alone, they say "Malay
+# or Indonesian", never Vietnamese; the hint, else the statistics, choose which.
+MALAY_FAMILY_GREETINGS = {"hai", "halo", "hallo", "haii", "haloo"}
+
 HINT_ALIASES = {"in": "id", "zsm": "ms", "may": "ms", "msa": "ms", "ind": "id", "vie": "vi", "tha": "th", "eng": "en"}
 
 
@@ -175,6 +180,9 @@ class LanguageScorer:
             lang = hint or "en"
             return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "international words")
         scores = self._latin_scores(plain, n_words, hint)
+        if tokens and all(t in MALAY_FAMILY_GREETINGS or t in INTERNATIONAL for t in tokens):
+            lang = hint if hint in ("ms", "id") else max(("ms", "id"), key=scores.get)
+            return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "malay-family greeting")
         probs = _softmax(scores)
         best = max(probs, key=probs.get)
         return LanguageGuess(best, probs[best], probs, n_words, False, "statistics")

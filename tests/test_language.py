@@ -38,6 +38,16 @@ def test_scripts_are_unambiguous_even_for_one_word(scorer):
     assert scorer.identify("café").language != "vi"
 
 
+def test_a_malay_or_indonesian_greeting_is_never_vietnamese(scorer):
+    # "hai" is "hi" in Malay and Indonesian, and "two" in Vietnamese typed without accents.
+    for text in ("hai", "Hai!", "halo", "hai ok"):
+        guess = scorer.identify(text)
+        assert guess.language in ("ms", "id") and not guess.unambiguous, text
+    assert scorer.identify("hai", hint="id").language == "id"
+    assert scorer.identify("hai", hint="ms").language == "ms"
+    assert scorer.identify("em lam hai nam roi khong duoc tra luong").language == "vi"
+
+
 def test_international_words_are_not_evidence(scorer):
     assert scorer.identify("ok").reason == "international words"
     assert scorer.identify("ok", hint="th").language == "th"
