@@ -10,6 +10,7 @@ from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.respond import Reply
+from components.language import UNSUPPORTED_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class WaypointAction(Action, abc.ABC):
         if self.show_intro and not tracker.get_slot("intro_shown"):
             reply.say("intro")
             events.append(SlotSet("intro_shown", True))
-        if self.handles_unsupported_language and proposal(tracker).get("reason") == "unsupported script":
+        if self.handles_unsupported_language and proposal(tracker).get("reason") in UNSUPPORTED_REASONS:
             from actions.language import language_buttons
 
             reply.say("unsupported_language", buttons=language_buttons())

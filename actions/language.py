@@ -26,7 +26,7 @@ from rasa_sdk.forms import ValidationAction
 
 from actions.content import LANGUAGES
 from actions.respond import Reply, button
-from components.language import normalise_hint
+from components.language import UNSUPPORTED_REASONS, normalise_hint
 from components.textnorm import normalise, strip_accents
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], 
         return current or hint or "en"
     if not isinstance(proposal, dict) or proposal.get("language") not in LANGUAGES:
         return current or "en"
-    if proposal.get("reason") in ("unsupported script", "no letters"):
+    if proposal.get("reason") in UNSUPPORTED_REASONS + ("no letters",):
         return current or proposal["language"]
     if current is None:
         return proposal["language"]

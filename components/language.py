@@ -64,6 +64,17 @@ INTERNATIONAL = {"hi", "hello", "helo", "hey", "ok", "okay", "okey", "oke", "tha
 # or Indonesian", never Vietnamese; the hint, else the statistics, choose which.
 MALAY_FAMILY_GREETINGS = {"hai", "halo", "hallo", "haii", "haloo"}
 
+# Function words of Filipino (Tagalog), which the Philippines' survivors may
+# write: two or more of them and the message is in a language we do not answer
+# in (asked which language to use), rather than read as Vietnamese or Malay.
+# Words other languages also write ("ko", "mo", "ng" in Vietnamese chat) are left
+# out; none of the training or held-out messages has two of these.
+UNSUPPORTED_LATIN = {"ang", "mga", "ako", "hindi", "ano", "paano", "saan", "bakit", "yung", "naman", "talaga",
+                     "pwede", "puwede", "gusto", "wala", "meron", "opo", "ikaw", "siya", "niya", "namin", "natin",
+                     "kayo", "sila", "kasi", "ito", "iyan", "dito", "doon", "tulungan", "tulong", "salamat",
+                     "karapatan", "nasaan", "amo"}
+UNSUPPORTED_REASONS = ("unsupported script", "unsupported language")
+
 HINT_ALIASES = {"in": "id", "zsm": "ms", "may": "ms", "msa": "ms", "ind": "id", "vie": "vi", "tha": "th", "eng": "en"}
 
 
@@ -176,6 +187,9 @@ class LanguageScorer:
             return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "unsupported script")
         plain = strip_accents(text)
         tokens = latin_words(plain)
+        if len(set(tokens) & UNSUPPORTED_LATIN) >= 2:
+            lang = hint or "en"
+            return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "unsupported language")
         if tokens and all(t in INTERNATIONAL for t in tokens):
             lang = hint or "en"
             return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "international words")

@@ -52,6 +52,24 @@ async def test_a_question_that_mentions_danger_is_answered_with_a_button_to_the_
     assert all(m["text"] != get_content().messages["danger_check"]["vi"] for m in plain)
 
 
+@pytest.mark.parametrize("text,country", [
+    ("what number can i call in thailand for help", "TH"),
+    ("majikan tak bayar gaji 3 bulan, sy kat johor", "MY"),
+    ("aku kerja di Malaysia, paspor ditahan", "MY"),
+    ("em đang ở Campuchia, bị giữ hộ chiếu", "KH"),
+    ("em dang o campuchia bi giu ho chieu", "KH"),
+    ("ผมอยู่มาเลเซีย โดนยึดพาสปอร์ต", "MY"),
+    ("i want to go back to vietnam", None),  # where they want to go, not where they are
+    ("อยากกลับไทย", None),
+])
+async def test_a_question_that_says_where_the_user_is_sets_the_country(domain, text, country):
+    from rasa_sdk.executor import CollectingDispatcher
+
+    tracker = make_tracker(text=text, intent="ask_help_helplines", slots={"language": "en"})
+    found = await ValidateSlotMappings().extract_country(CollectingDispatcher(), tracker, domain)
+    assert found.get("country") == country
+
+
 async def test_practitioners_get_the_procedure(domain):
     _, messages = await run(ActionAnswerTopic(), domain, intent="ask_ident_referral_procedure",
                             slots={"language": "vi", "audience": "practitioner", "country": "VN"})
@@ -112,9 +130,11 @@ async def test_search_works_for_thai_text(domain):
     assert "/ask_remedy_unpaid_wages" in [b["payload"] for b in messages[-1]["buttons"]]
 
 
-async def test_unsupported_language_gets_a_language_choice(domain):
-    _, messages = await run(ActionSearchTopics(), domain, text="我的护照被拿走了", intent="nlu_fallback",
-                            language_id={"language": "en", "reason": "unsupported script"})
+@pytest.mark.parametrize("text,reason", [("我的护照被拿走了", "unsupported script"),
+                                         ("kinuha ng amo ko ang passport ko", "unsupported language")])
+async def test_unsupported_language_gets_a_language_choice(domain, text, reason):
+    _, messages = await run(ActionAnswerTopic(), domain, text=text, intent="ask_protect_documents",
+                            language_id={"language": "en", "reason": reason})
     assert len(messages[-1]["buttons"]) == 5
     assert "ภาษาไทย" in messages[-1]["text"]
 

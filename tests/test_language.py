@@ -48,6 +48,15 @@ def test_a_malay_or_indonesian_greeting_is_never_vietnamese(scorer):
     assert scorer.identify("em lam hai nam roi khong duoc tra luong").language == "vi"
 
 
+def test_filipino_is_an_unsupported_language_not_vietnamese(scorer):
+    for text in ("kinuha ng amo ko ang passport ko, ano ang gagawin ko", "hindi ako binayaran ng amo ko"):
+        guess = scorer.identify(text)
+        assert guess.reason == "unsupported language" and not guess.unambiguous
+    assert scorer.identify("kinuha ng amo ko ang passport ko", hint="ms").language == "ms"
+    # Vietnamese chat abbreviations ("ko", "mo", "ng") are not Filipino
+    assert scorer.identify("bị ép làm việc trả nợ mà ko đc nghỉ thì có tính là bị buôn ng ko").language == "vi"
+
+
 def test_international_words_are_not_evidence(scorer):
     assert scorer.identify("ok").reason == "international words"
     assert scorer.identify("ok", hint="th").language == "th"
