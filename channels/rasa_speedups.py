@@ -108,6 +108,14 @@ def _cache_event_types() -> None:
 
 
 KEEPALIVE_SECONDS = 2.0
+_pools: "weakref.WeakKeyDictionary[Any, Dict[int, Any]]" = weakref.WeakKeyDictionary()
+
+
+async def close_sessions() -> None:
+    """Close the kept-alive sessions of the running event loop (server shutdown)."""
+    loop = asyncio.get_running_loop()
+    for session in list(_pools.pop(loop, {}).values()):
+        await session.close()
 
 
 class _Borrowed:
@@ -134,14 +142,12 @@ def _reuse_connections() -> None:
             or getattr(original_request, "__qualname__", "") != "EndpointConfig.request"):
         logger.warning("Rasa's EndpointConfig changed; one connection per request, the stock way")
         return
-    pools: "weakref.WeakKeyDictionary[Any, Dict[int, Any]]" = weakref.WeakKeyDictionary()
-
     def session(self: Any) -> Any:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return original_session(self)
-        per_endpoint = pools.setdefault(loop, {})
+        per_endpoint = _pools.setdefault(loop, {})
         shared = per_endpoint.get(id(self))
         if shared is None or shared.closed:
             auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None

@@ -95,6 +95,12 @@ class RestInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("waypoint_rest", __name__)
 
+        @bp.listener("before_server_stop")
+        async def close_action_connections(app: Any, loop: Any) -> None:
+            from channels.rasa_speedups import close_sessions
+
+            await close_sessions()
+
         @bp.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})

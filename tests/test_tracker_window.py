@@ -200,6 +200,68 @@ def test_event_types_resolve_to_the_same_classes():
         Event.resolve_by_type("no-such-event")
 
 
+class CountingServer:
+    """A real HTTP server on loopback that counts TCP connections; with
+    ``drop_first`` it closes the first connection without answering, as a
+    server does with a kept-alive connection it has just timed out."""
+
+    def __init__(self, drop_first: bool = False) -> None:
+        self.connections, self.requests, self.drop_first = 0, 0, drop_first
+
+    async def handle(self, reader, writer):
+        self.connections += 1
+        if self.drop_first and self.connections == 1:
+            await reader.readline()
+            writer.close()
+            return
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+            if not head:
+                break
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length")), 0)
+            await reader.readexactly(length)
+            self.requests += 1
+            body = b'{"events": [], "responses": []}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self):
+        import asyncio
+
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/webhook"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+
+async def test_action_calls_reuse_one_kept_alive_connection():
+    from rasa.utils.endpoints import EndpointConfig
+
+    assert rasa_speedups.install()
+    async with CountingServer() as server:
+        endpoint = EndpointConfig(url=server.url, token="t")
+        for _ in range(5):
+            assert await endpoint.request(json={"next_action": "x"}, method="post") == {"events": [], "responses": []}
+        await rasa_speedups.close_sessions()
+    assert (server.requests, server.connections) == (5, 1)
+
+
+async def test_a_connection_the_server_just_closed_is_retried_once_on_a_new_one():
+    from rasa.utils.endpoints import EndpointConfig
+
+    assert rasa_speedups.install()
+    async with CountingServer(drop_first=True) as server:
+        endpoint = EndpointConfig(url=server.url)
+        assert await endpoint.request(json={"next_action": "x"}, method="post") == {"events": [], "responses": []}
+        await rasa_speedups.close_sessions()
+    assert (server.requests, server.connections) == (1, 2)
+
+
 async def test_a_forgotten_conversation_leaves_no_text_in_the_sqlite_files(tmp_path, domain):
     """Write-ahead log and secure_delete together: after forget() neither the
     database file nor its log holds the conversation's words."""
