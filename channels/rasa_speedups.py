@@ -22,8 +22,8 @@ through ``EndpointConfig.request``, which opens a new aiohttp session, so a new
 TCP connection, and closes it again. Here each endpoint keeps one session per
 event loop and its connections alive (for 2 s, under the 5 s after which the
 action server, Sanic, closes an idle one). A request that meets a connection
-the server closed at that very moment (``ServerDisconnectedError``: it was
-never read) is sent once more on a new one.
+the server closed at that very moment (``ServerDisconnectedError``, or a
+connection reset: it was never read) is sent once more on a new one.
 
 ``install()`` is called by channels.tracker_store.WaypointSQLTrackerStore,
 which every Waypoint Rasa server loads (endpoints.yml,
@@ -35,6 +35,7 @@ measures the server without them that way).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import weakref
@@ -108,6 +109,7 @@ def _cache_event_types() -> None:
 
 
 KEEPALIVE_SECONDS = 2.0
+RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE)
 _pools: "weakref.WeakKeyDictionary[Any, Dict[int, Any]]" = weakref.WeakKeyDictionary()
 
 
@@ -163,7 +165,11 @@ def _reuse_connections() -> None:
     async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await original_request(self, *args, **kwargs)
-        except aiohttp.ServerDisconnectedError:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+            # Closed (FIN) or reset (RST) as the request went out: depending on
+            # timing, a server timing out an idle connection shows as either.
+            if isinstance(error, aiohttp.ClientOSError) and getattr(error, "errno", None) not in RESET_ERRNOS:
+                raise
             logger.debug("endpoint closed a kept-alive connection; the request is sent again")
             return await original_request(self, *args, **kwargs)
 

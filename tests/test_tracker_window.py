@@ -205,13 +205,18 @@ class CountingServer:
     ``drop_first`` it closes the first connection without answering, as a
     server does with a kept-alive connection it has just timed out."""
 
-    def __init__(self, drop_first: bool = False) -> None:
+    def __init__(self, drop_first: str = "") -> None:
         self.connections, self.requests, self.drop_first = 0, 0, drop_first
 
     async def handle(self, reader, writer):
         self.connections += 1
         if self.drop_first and self.connections == 1:
-            await reader.readline()
+            await reader.readuntil(b"\r\n\r\n")
+            if self.drop_first == "reset":  # RST instead of FIN
+                import socket
+                import struct
+
+                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.close()
             return
         while True:
@@ -251,11 +256,12 @@ async def test_action_calls_reuse_one_kept_alive_connection():
     assert (server.requests, server.connections) == (5, 1)
 
 
-async def test_a_connection_the_server_just_closed_is_retried_once_on_a_new_one():
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_a_connection_the_server_just_closed_is_retried_once_on_a_new_one(how):
     from rasa.utils.endpoints import EndpointConfig
 
     assert rasa_speedups.install()
-    async with CountingServer(drop_first=True) as server:
+    async with CountingServer(drop_first=how) as server:
         endpoint = EndpointConfig(url=server.url)
         assert await endpoint.request(json={"next_action": "x"}, method="post") == {"events": [], "responses": []}
         await rasa_speedups.close_sessions()
