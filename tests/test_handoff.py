@@ -78,11 +78,11 @@ def test_the_post_holds_the_case_but_no_identity(content):
     text = relay.post_text(case)
     titles = [content.guides[t].text("en", "title") for t in ("protect.documents", "remedy.unpaid_wages")]
     assert "WP-0A1B2C" in text and "Tiếng Việt (vi)" in text and content.country_name("VN", "en") in text
-    assert titles[0] in text and titles[1] in text and "agreed to share" in text
+    assert titles[0] in text and titles[1] in text and "user's agreement" in text
     assert sender not in text and "7311452209" not in text
     assert text.endswith(content.messages["operators_waiting"]["en"])
     no_summary = relay.post_text(Case("WP-0A1B2C", sender, "telegram", "vi", None, None, None))
-    assert "agreed to share" not in no_summary and "Country: —" in no_summary
+    assert "user's agreement" not in no_summary and "Country: —" in no_summary
     case.reason = "operators_deleted"  # the user deleted everything: only the id and the state stay
     assert relay.post_text(case) == "WP-0A1B2C\n\n" + content.messages["operators_deleted"]["en"]
     thai = Relay(chat_id=str(OPS), operators_language="th").post_text(case)
@@ -222,7 +222,7 @@ def test_a_survivor_and_a_counsellor_talk_without_seeing_each_other(waypoint, fa
     post = request_person(waypoint, fake, content, chat, who, lang, share=True)
     case_id = case_of(post)
     assert post.params["text"].startswith(f"Counselling request {case_id}\nLanguage: Tiếng Việt (vi)")
-    assert "agreed to share" in post.params["text"]  # the summary the user agreed to
+    assert "user's agreement" in post.params["text"]  # the summary the user agreed to
     assert store_state(waypoint, case_id) == "waiting"
 
     # an operator accepts: the assistant pauses, the user is told
@@ -303,7 +303,7 @@ def test_nobody_accepts_in_time(waypoint, fake, content):
     sent_to(fake, chat, content.guides["protect.documents"].languages["en"]["survivor"].strip()[:30])
     post = request_person(waypoint, fake, content, chat, who, lang, share=False)
     case_id = case_of(post)
-    assert "agreed to share" not in post.params["text"]  # the user said no to the summary
+    assert "user's agreement" not in post.params["text"]  # the user said no to the summary
     started = time.monotonic()
     unavailable = sent_to(fake, chat, content.messages["handoff_unavailable"][lang], timeout=TIMEOUT + 60)
     assert time.monotonic() - started >= TIMEOUT - 5  # not before the configured time
