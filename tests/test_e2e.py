@@ -71,6 +71,20 @@ def test_emergency_comes_first(waypoint, content):
     assert replies[0]["text"] == content.messages["emergency"]["en"]
 
 
+@pytest.mark.parametrize("lang", ["en", "id", "ms", "vi", "th"])
+def test_the_words_the_introduction_teaches_work_in_every_language(waypoint, content, lang):
+    """The introduction says what to type to delete the conversation and in an
+    emergency (the two quoted phrases); both must do that, alone, as a first message."""
+    import re
+
+    delete_phrase, emergency_word = re.findall(r'"([^"]+)"', content.messages["intro"][lang])
+    replies = waypoint.say(f"e2e-intro-{lang}", emergency_word, metadata={"language_hint": lang})
+    assert replies[0]["text"] == content.messages["emergency"][lang], emergency_word
+    assert waypoint.tracker(f"e2e-intro-{lang}")["slots"]["topic"] == "help.emergency"
+    waypoint.say(f"e2e-intro-{lang}", delete_phrase)
+    assert not [e for e in waypoint.tracker(f"e2e-intro-{lang}")["events"] if e.get("event") == "user"], delete_phrase
+
+
 def test_api_needs_the_token(waypoint):
     with pytest.raises(urllib.error.HTTPError) as error:
         waypoint.request("GET", "/conversations/e2e-en/tracker")
