@@ -289,6 +289,46 @@ class RecentIds:
         return len(self._seen)
 
 
+class SharedRecentIds(RecentIds):
+    """Update ids shared by every Rasa server through Redis, when the scale-out
+    settings name one (``WAYPOINT_REDIS_HOST``): a retry that Telegram sends and
+    the balancer gives to another server is recognised there too. One key per
+    update (``SET NX`` with a day's expiry), holding nothing but the id. While
+    Redis cannot be reached, this process's memory decides alone (one warning)."""
+
+    TTL_SECONDS = 24 * 3600
+
+    def __init__(self, client: Any, namespace: str, size: int = 10000):
+        super().__init__(size)
+        self.client, self.namespace, self._warned = client, namespace, False
+
+    def seen(self, update_id: int) -> bool:
+        if super().seen(update_id):
+            return True
+        try:
+            return not self.client.set(f"{self.namespace}:{update_id}", b"1", nx=True, ex=self.TTL_SECONDS)
+        except Exception as error:  # Redis down: memory only, as with one server
+            if not self._warned:
+                logger.warning("Telegram: Redis unreachable for update ids (%s); this server's memory only",
+                               type(error).__name__)
+                self._warned = True
+            return False
+
+    @classmethod
+    def from_env(cls, token: str, env: Optional[Dict[str, str]] = None) -> RecentIds:
+        env = dict(os.environ if env is None else env)
+        host = env.get("WAYPOINT_REDIS_HOST", "").strip()
+        if not host:
+            return RecentIds()
+        import redis
+
+        client = redis.Redis(host=host, port=int(env.get("WAYPOINT_REDIS_PORT") or 6379),
+                             password=env.get("WAYPOINT_REDIS_PASSWORD") or None,
+                             db=int(env.get("WAYPOINT_REDIS_DB") or 0), socket_timeout=0.5, socket_connect_timeout=0.5)
+        bot = token.split(":", 1)[0] if token else "bot"  # the bot's public id, never the token
+        return cls(client, f"waypoint:telegram:update:{bot}")
+
+
 class ExpiringMap:
     """A small in-memory map whose entries expire (sender id -> chat id)."""
 
@@ -678,7 +718,7 @@ class TelegramInput(InputChannel):
         self.settings = settings or Settings.from_env()
         self.client: Optional[TelegramBot] = None
         self.log: Optional[MessageLog] = None
-        self.recent = RecentIds()
+        self.recent = SharedRecentIds.from_env(self.settings.token)
         self.payloads = PayloadTable()
         self.chats = ExpiringMap(ttl=DELETABLE_FOR)  # sender id -> chat id, memory only
         self.locks = KeyedLocks()

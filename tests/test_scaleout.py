@@ -161,6 +161,24 @@ def test_the_redis_lock_excludes_across_processes(services):
     assert client.keys("locktest:*") == []  # the last one out deleted the lock
 
 
+def test_telegram_update_ids_are_shared_by_the_servers_through_redis(services):
+    """A retried update that the balancer gives to the other server is still a duplicate."""
+    from channels.telegram_channel import RecentIds, SharedRecentIds
+
+    env = {k: v for k, v in services.env.items() if k.startswith("WAYPOINT_REDIS_")}
+    first, second = (SharedRecentIds.from_env("12345:secret", env) for _ in range(2))
+    assert isinstance(first, SharedRecentIds)
+    assert first.seen(501) is False and second.seen(501) is True and first.seen(501) is True
+    assert second.seen(502) is False and first.seen(502) is True
+    assert "secret" not in first.namespace
+    # another bot's ids are its own
+    assert SharedRecentIds.from_env("999:other", env).seen(501) is False
+    # without Redis settings: memory only; with Redis down: memory only, no error
+    assert type(SharedRecentIds.from_env("12345:secret", {})) is RecentIds
+    down = SharedRecentIds.from_env("12345:secret", {**env, "WAYPOINT_REDIS_PORT": "1"})
+    assert down.seen(503) is False and down.seen(503) is True
+
+
 def test_both_servers_use_postgres_and_redis(cluster, services):
     import redis
 
