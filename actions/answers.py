@@ -92,15 +92,36 @@ def ask_country(reply: Reply, topic: str) -> List[Dict[Text, Any]]:
     return [SlotSet("pending_topic", topic), SlotSet("country_asked", True)]
 
 
+def country_note(reply: Reply, guide: Guide, country: Optional[str]) -> Optional[str]:
+    note = guide.country_notes.get(country or "")
+    if not note:
+        return None
+    name = reply.content.country_name(country, reply.language)
+    return f"{reply.text('country_note', country=name)} {note.get(reply.language, note['en']).strip()}"
+
+
 def answer_text(reply: Reply, guide: Guide, country: Optional[str]) -> str:
     audience = "practitioner" if reply.audience == "practitioner" else "survivor"
-    parts = [guide.text(reply.language, audience)]
-    note = guide.country_notes.get(country or "")
-    if note:
-        name = reply.content.country_name(country, reply.language)
-        parts.append(f"{reply.text('country_note', country=name)} {note.get(reply.language, note['en']).strip()}")
-    parts.append(guide.text(reply.language, "source"))
+    note = country_note(reply, guide, country)
+    parts = [guide.text(reply.language, audience)] + ([note] if note else []) + [guide.text(reply.language, "source")]
     return "\n\n".join(parts)
+
+
+def for_the_new_country(reply: Reply, tracker: Tracker, topic: Optional[str], country: str) -> None:
+    """The country given after an answer ("and in Malaysia?"): what changes for
+    it, without repeating the whole answer: the emergency numbers or helplines
+    of that country, or the answer's note for that country."""
+    from actions.helplines import show_helplines
+
+    if topic == "help.emergency":
+        show_helplines(reply, tracker, emergency_only=True)
+    elif topic == "help.helplines":
+        show_helplines(reply, tracker)
+    elif topic in reply.content.guides:
+        guide = reply.content.guides[topic]
+        note = country_note(reply, guide, country)
+        if note:
+            reply.send(f"{note}\n\n{guide.text(reply.language, 'source')}", reply.topic_buttons(guide.related[:2]))
 
 
 def send_answer(reply: Reply, tracker: Tracker, topic: str) -> List[Dict[Text, Any]]:
@@ -158,6 +179,8 @@ class ActionSetCountry(WaypointAction):
             reply.say("country_set", country=reply.content.country_name(given, reply.language))
         if pending in reply.content.guides:
             return events + send_answer(reply, tracker, pending)
+        if given and given in reply.content.countries:
+            for_the_new_country(reply, tracker, tracker.get_slot("topic"), given)
         if not given and not country:
             reply.say("country_unknown", country="")
         return events

@@ -99,6 +99,19 @@ async def test_country_answer_then_pending_topic_with_country_note(domain):
     assert slot_events(events)["pending_topic"] is None
 
 
+async def test_a_country_given_after_an_answer_adds_what_changes_for_it(domain):
+    guide = get_content().guides["remedy.compensation"]
+    _, messages = await run(ActionSetCountry(), domain, text="what about in thailand", intent="inform_country",
+                            slots={"language": "en", "country": "TH", "topic": "remedy.compensation"})
+    assert messages[0]["text"].startswith("Thank you")
+    assert guide.country_notes["TH"]["en"].strip()[:30] in messages[-1]["text"]
+    assert guide.languages["en"]["survivor"].strip()[:40] not in messages[-1]["text"]  # not the whole answer again
+    # after an emergency: that country's emergency numbers
+    _, messages = await run(ActionSetCountry(), domain, text="Thailand", intent="inform_country",
+                            slots={"language": "en", "country": "TH", "topic": "help.emergency"})
+    assert "1300" in messages[-1]["text"] and "15999" not in messages[-1]["text"]
+
+
 async def test_session_intro_comes_once_before_the_first_reply(domain):
     events, messages = await run(ActionIntro(), domain, intent="greet", slots={"language": "th", "intro_shown": False})
     assert messages[0]["text"] == get_content().messages["intro"]["th"]
