@@ -49,11 +49,14 @@ needs commands and replies to its own messages).
 
 Web chat and REST users cannot be sent a message: what the counsellor writes
 waits in memory (:meth:`Relay.take`) until the page polls
-(``POST /webhooks/webchat/poll``) or, on REST, until the user's next message.
+(``POST /webhooks/webchat/poll``) or, on REST, until the user's next message
+(with Redis: in Redis, see below, on whichever server the poll reaches).
 
 Privacy: the relay keeps no message text on disk. Relayed text lives only in
 the Telegram chats themselves and, for web chat and REST users, in memory until
-delivered. The case store holds states and the post's message id. Log lines
+delivered (with Redis: in the user's delivery queue in Redis, deleted when
+taken and expiring after ``QUEUE_TTL`` at most; nothing else in Redis holds
+text). The case store holds states and the post's message id. Log lines
 name case ids and states, never text or identities. "Delete my data" (or
 /delete, the web page's delete control, the quick exit) during a case closes it
 and deletes the relayed messages of the case from the operators' chat (the Bot
@@ -64,12 +67,23 @@ the action server together with ``TELEGRAM_BOT_TOKEN``),
 ``WAYPOINT_HANDOFF_TIMEOUT_SECONDS`` (600), ``WAYPOINT_OPERATORS_LANGUAGE``
 (the operators' chat language: en, id, ms, vi or th; default en).
 
-Limits: the relay's state is in the memory of the one Rasa server that runs the
-Telegram channel. When that server restarts, open cases are closed (their posts
-say so, paused conversations are resumed) and each user is told and given
-helplines when they next write. Several Rasa servers behind a load balancer
-need the hand-off traffic (Telegram webhook, web chat of users in a hand-off)
-on one of them.
+Several servers: without ``WAYPOINT_REDIS_HOST`` the relay's state is in the
+memory of the one Rasa server that runs the Telegram channel; when that server
+restarts, open cases are closed (their posts say so, paused conversations are
+resumed) and each user is told and given helplines when they next write. With
+the scale-out settings (``WAYPOINT_REDIS_HOST``, ``WAYPOINT_REDIS_PORT``,
+``WAYPOINT_REDIS_PASSWORD``, ``WAYPOINT_REDIS_DB``) the state is shared by
+every server through Redis (channels/relay_state.py): any server creates a
+case, takes the operators' Accept / replies / /end, relays a user's message and
+hands a web chat or REST user their queued messages; each state change is a
+compare-and-set in one Redis transaction, so a case expires, is accepted or
+closes once even when two servers race. The waiting case's timer runs on the
+server that posted it (and on any that restarts meanwhile) and re-reads the
+shared state before acting; a restart keeps the cases Redis holds. If Redis
+cannot be reached, the server warns once and goes on with its own memory.
+Telegram users are still reached only through the server that saw their chat
+last (the chat id stays in that process): keep the Telegram webhook on one
+server, as deploy/README.md says for the Telegram channel's other state.
 """
 from __future__ import annotations
 
@@ -139,11 +153,18 @@ class Case:
         return self.state in OPEN
 
 
+class _NoShared(Exception):
+    """No shared state (no Redis configured, or it failed): use this process's memory."""
+
+
 class Relay:
-    """One per Rasa server process (:func:`get_relay`)."""
+    """One per Rasa server process (:func:`get_relay`). Its state is in this
+    process's memory, or shared by every server through Redis when
+    ``WAYPOINT_REDIS_HOST`` is set (channels/relay_state.py); then ``cases``
+    only caches the cases this server has seen (and holds their timers)."""
 
     def __init__(self, chat_id: Optional[str] = None, timeout: Optional[float] = None,
-                 operators_language: Optional[str] = None):
+                 operators_language: Optional[str] = None, env: Optional[Dict[str, str]] = None):
         chat_id = chat_id if chat_id is not None else os.environ.get("WAYPOINT_OPERATORS_CHAT_ID", "").strip()
         self.chat_id: Optional[int] = int(chat_id) if re.fullmatch(r"-?\d+", chat_id or "") else None
         if chat_id and self.chat_id is None:
@@ -160,6 +181,90 @@ class Relay:
         self.queued_at: Dict[str, float] = {}
         self.interrupted: Set[str] = set()  # senders whose case a restart closed: told on their next message
         self.tasks: Set[asyncio.Task] = set()
+        self.shared: Any = None  # channels.relay_state.SharedRelayState when Redis is configured
+        try:
+            from channels.relay_state import SharedRelayState
+
+            shared = SharedRelayState.from_env(env)
+            if shared is not None:
+                shared.ping()
+                self.shared = shared
+                logger.info("hand-off relay: state shared through Redis")
+        except Exception as error:
+            logger.warning("hand-off relay: Redis unreachable (%s); this server's memory only", type(error).__name__)
+
+    # -- shared state -------------------------------------------------------------------------------
+    def _shared(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A call to the shared state; raises _NoShared without one. When Redis
+        fails, this server goes on alone with its memory (one warning)."""
+        shared = self.shared
+        if shared is None:
+            raise _NoShared()
+        try:
+            return getattr(shared, name)(*args, **kwargs)
+        except Exception as error:
+            logger.warning("hand-off relay: Redis unreachable (%s); this server's memory only from now on",
+                           type(error).__name__)
+            self.shared = None
+            raise _NoShared() from None
+
+    def _apply(self, record: Optional[Dict[str, Any]]) -> Optional[Case]:
+        """The cached Case (its timer kept) brought up to date with a shared record."""
+        if not record:
+            return None
+        case = self.cases.get(record["case_id"])
+        if case is None:
+            case = Case(record["case_id"], record["sender_id"], record.get("channel") or "telegram",
+                        record.get("language") or "en", record.get("country"), record.get("topic"),
+                        record.get("summary"))
+            self.cases[case.case_id] = case
+        case.state = record.get("state") or case.state
+        case.reason = record.get("reason")
+        post = record.get("post_id")
+        case.post_id = int(post) if post and post.lstrip("-").isdigit() else None
+        case.emergency = record.get("emergency") == "1"
+        case.relayed = list(record.get("relayed") or [])
+        return case
+
+    def _get(self, case_id: Optional[str]) -> Optional[Case]:
+        if not case_id:
+            return None
+        try:
+            return self._apply(self._shared("get", case_id))
+        except _NoShared:
+            return self.cases.get(case_id)
+
+    def _set(self, case: Case, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(case, name, value)
+        try:
+            self._shared("update", case.case_id, **{k: (("1" if v else None) if isinstance(v, bool) else v)
+                                                   for k, v in fields.items()})
+        except _NoShared:
+            pass
+
+    def _add_relayed(self, case: Case, ids: List[int]) -> None:
+        case.relayed.extend(ids)
+        try:
+            self._shared("add_relayed", case.case_id, ids)
+        except _NoShared:
+            pass
+
+    def _move(self, case: Case, new: str) -> Optional[str]:
+        """The state change, atomic across servers when shared: the state it
+        left, or None when not allowed (the case then shows its current state)."""
+        try:
+            moved, was, record = self._shared("move", case.case_id, new, TRANSITIONS, OPEN)
+        except _NoShared:
+            was = case.state
+            return was if case.move(new) else None
+        if record:
+            self._apply(record)
+        if not moved:
+            return None
+        logger.info("hand-off case %s: %s -> %s", case.case_id, was, new)
+        case.state = new
+        return was
 
     # -- plumbing -----------------------------------------------------------------------------------
     @property
@@ -186,6 +291,11 @@ class Relay:
         return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
     def case_of(self, sender_id: str) -> Optional[Case]:
+        try:
+            case = self._get(self._shared("sender_case", sender_id))
+            return case if case is not None and case.open else None
+        except _NoShared:
+            pass
         case_id = self.by_sender.get(sender_id)
         case = self.cases.get(case_id) if case_id else None
         return case if case is not None and case.open else None
@@ -197,15 +307,45 @@ class Relay:
     def _remember_message(self, message_id: Optional[int], case: Case) -> None:
         if not message_id:
             return
+        try:
+            self._shared("remember", message_id, case.case_id)
+            return
+        except _NoShared:
+            pass
         self.by_message[message_id] = case.case_id
         self.by_message.move_to_end(message_id)
         while len(self.by_message) > REMEMBERED_MESSAGES:
             self.by_message.popitem(last=False)
 
     def _forget_finished_cases(self) -> None:
-        finished = [cid for cid, c in self.cases.items() if not c.open]
+        finished = [cid for cid, c in self.cases.items() if not c.open or (self.shared is not None and c.timer is None)]
         for case_id in finished[:max(0, len(finished) - REMEMBERED_CASES)]:
             self.cases.pop(case_id, None)
+
+    def _message_case(self, message_id: int) -> Optional[str]:
+        try:
+            return self._shared("message_case", message_id)
+        except _NoShared:
+            return self.by_message.get(message_id)
+
+    def _interrupt(self, sender_id: str) -> None:
+        try:
+            self._shared("interrupt", sender_id)
+        except _NoShared:
+            self.interrupted.add(sender_id)
+
+    def _pop_interrupted(self, sender_id: str) -> bool:
+        try:
+            told = bool(self._shared("pop_interrupted", sender_id))
+        except _NoShared:
+            told = False
+        if sender_id in self.interrupted:
+            self.interrupted.discard(sender_id)
+            told = True
+        return told
+
+    def _discard_interrupted(self, sender_id: str) -> None:
+        self._pop_interrupted(sender_id)
 
     # -- texts --------------------------------------------------------------------------------------
     def _op(self, key: str, **values: Any) -> str:
@@ -298,21 +438,32 @@ class Relay:
             for item in messages:
                 ok = await self.telegram.send_to_sender(sender, item.get("text", ""), item.get("buttons") or ()) and ok
             return ok
-        queue = self.queues.setdefault(sender, collections.deque(maxlen=QUEUE_LIMIT))
-        self.queued_at[sender] = time.monotonic()
+        shown_items = []
         for item in messages:
             shown = {"text": item.get("text", "")}
             if item.get("buttons"):
                 shown["buttons"] = [{"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
                                     for b in item["buttons"]]
-            queue.append(shown)
+            shown_items.append(shown)
+        try:
+            self._shared("push", sender, shown_items, QUEUE_LIMIT, QUEUE_TTL)
+            return True
+        except _NoShared:
+            pass
+        queue = self.queues.setdefault(sender, collections.deque(maxlen=QUEUE_LIMIT))
+        self.queued_at[sender] = time.monotonic()
+        queue.extend(shown_items)
         return True
 
     def take(self, sender_id: str) -> List[Dict[str, Any]]:
         """What waits for a web chat or REST user (counsellor messages, notices); handed over once."""
+        try:
+            shared = self._shared("take", sender_id)
+        except _NoShared:
+            shared = []
         queue = self.queues.pop(sender_id, None)
         self.queued_at.pop(sender_id, None)
-        return list(queue) if queue else []
+        return shared + (list(queue) if queue else [])
 
     def _drop_old_queues(self) -> None:
         cutoff = time.monotonic() - QUEUE_TTL
@@ -344,7 +495,7 @@ class Relay:
         await self.client.edit_text(self.chat_id, case.post_id, self.post_text(case), keyboard)
 
     async def _notice(self, case: Case, text: str, reply_to: Optional[int] = None) -> None:
-        case.relayed.extend(await self._to_operators(case, text, reply_to))
+        self._add_relayed(case, await self._to_operators(case, text, reply_to))
 
     # -- the Rasa tracker ---------------------------------------------------------------------------
     async def _tracker_events(self, sender_id: str, events: List[Any]) -> bool:
@@ -377,9 +528,15 @@ class Relay:
         if record is None or record.get("sender_id") != sender_id or record.get("state") != WAITING:
             logger.warning("hand-off case %s: marker without a matching waiting case; ignored", case_id)
             return
-        self.interrupted.discard(sender_id)
+        self._discard_interrupted(sender_id)
         case = Case(case_id, sender_id, channel, record.get("language") or "en", record.get("country"),
                     record.get("topic"), record.get("summary"))
+        try:
+            fields = {k: v for k, v in dataclasses.asdict(case).items() if k not in ("timer", "relayed")}
+            if not self._shared("create", {**fields, "deadline": time.time() + self.timeout}):
+                return  # another server has it already
+        except _NoShared:
+            pass
         self.cases[case_id] = case
         self.by_sender[sender_id] = case_id
         self._forget_finished_cases()
@@ -396,8 +553,9 @@ class Relay:
             logger.error("hand-off case %s: could not be posted to the operators' chat", case.case_id)
             await self._expire(case)
             return
-        case.post_id = post_id
+        self._set(case, post_id=post_id)
         self._remember_message(post_id, case)
+        case = self._get(case.case_id) or case  # changed on another server meanwhile?
         await self._store(store.set_state, case.case_id, case.state, str(post_id))
         logger.info("hand-off case %s posted to the operators' chat", case.case_id)
         if case.state != WAITING or case.emergency:  # changed while the post was on its way
@@ -405,10 +563,10 @@ class Relay:
         if case.state == WAITING:
             case.timer = self._spawn(self._expire_later(case))
 
-    async def _expire_later(self, case: Case) -> None:
-        await asyncio.sleep(self.timeout)
+    async def _expire_later(self, case: Case, delay: Optional[float] = None) -> None:
+        await asyncio.sleep(self.timeout if delay is None else delay)
         case.timer = None
-        await self._expire(case)
+        await self._expire(self._get(case.case_id) or case)  # as the shared state has it now
 
     async def _expire(self, case: Case) -> None:
         await self._finish(case, EXPIRED, [("say", "handoff_unavailable"), ("helplines", False)])
@@ -419,10 +577,10 @@ class Relay:
         from actions import store
         from rasa.shared.core.events import ConversationResumed, SlotSet
 
-        was = case.state
-        if not case.move(state):
+        was = self._move(case, state)
+        if was is None:
             return False
-        case.reason = reason
+        self._set(case, reason=reason)
         if case.timer is not None and case.timer is not asyncio.current_task():
             case.timer.cancel()
         case.timer = None
@@ -467,8 +625,7 @@ class Relay:
         (relayed, or an emergency answered while waiting); False: Rasa answers."""
         case = self.case_of(sender_id)
         if case is None:
-            if sender_id in self.interrupted:
-                self.interrupted.discard(sender_id)
+            if self._pop_interrupted(sender_id):
                 language = await self._language_of(sender_id)
                 await self._to_user(sender_id, channel, self.compose(
                     language, await self._country_of(sender_id),
@@ -490,7 +647,7 @@ class Relay:
             return True
         sent = await self._to_operators(case, (self._op("operators_emergency") + "\n" if hit else "")
                                         + self._op("operators_from_user", case=case.case_id, text=text))
-        case.relayed.extend(sent)
+        self._add_relayed(case, sent)
         if not sent:
             logger.warning("hand-off case %s: a user message could not be relayed", case.case_id)
             await self._say_to_user(case, [("say", "handoff_not_delivered")])
@@ -509,8 +666,12 @@ class Relay:
     async def _emergency(self, case: Case) -> None:
         await self._say_to_user(case, [("say", "emergency"), ("helplines", True), ("say", "emergency_steps")])
         logger.warning("hand-off case %s: possible emergency; emergency numbers shown", case.case_id)
-        first = not case.emergency
-        case.emergency = True
+        try:
+            first = self._shared("flag_emergency", case.case_id)
+            case.emergency = True
+        except _NoShared:
+            first = not case.emergency
+            case.emergency = True
         if first:
             await self._refresh_post(case)
         if case.state == WAITING and case.post_id is not None:
@@ -537,7 +698,7 @@ class Relay:
         """The user deleted their conversation: the case closes without a word to
         them, its relayed messages leave the operators' chat, nothing stays queued."""
         self.take(sender_id)
-        self.interrupted.discard(sender_id)
+        self._discard_interrupted(sender_id)
         case = self.case_of(sender_id)
         if case is None:
             return
@@ -545,6 +706,11 @@ class Relay:
         if case.relayed and self.client is not None and self.chat_id is not None:
             await self.client.delete_messages(self.chat_id, case.relayed)
             case.relayed.clear()
+        try:  # the shared record keeps only the id and the state, for late replies of the operators
+            self._shared("clear_relayed", case.case_id)
+            self._shared("update", case.case_id, sender_id="", country=None, topic=None, summary=None)
+        except _NoShared:
+            pass
         from actions import store
 
         await self._store(store.delete_for_sender, sender_id)
@@ -587,8 +753,8 @@ class Relay:
         from rasa.shared.core.events import ConversationPaused, SlotSet
 
         data = query.data or ""
-        case = self.cases.get(data[len(ACCEPT_PREFIX):]) if data.startswith(ACCEPT_PREFIX) else None
-        if case is None or not case.move(LIVE):
+        case = self._get(data[len(ACCEPT_PREFIX):]) if data.startswith(ACCEPT_PREFIX) else None
+        if case is None or self._move(case, LIVE) is None:
             await self.client.answer_callback(query.id, self._op("operators_taken"))
             if case is None and data.startswith(ACCEPT_PREFIX) and query.message is not None:
                 await self.client.remove_keyboard(self.chat_id, query.message.message_id)  # a case from before a restart
@@ -604,7 +770,7 @@ class Relay:
         await self._refresh_post(case)
 
     def _find(self, case_id: str) -> Optional[Case]:
-        return self.cases.get(case_id.strip().upper())
+        return self._get(case_id.strip().upper())
 
     async def _reply(self, message: Any, text: str, case: Optional[Case] = None) -> None:
         message_id = await self.client.send_text(self.chat_id, text, reply_to=message.message_id)
@@ -613,7 +779,7 @@ class Relay:
 
     async def _on_message(self, message: Any) -> None:
         replied = getattr(message.reply_to_message, "message_id", None)
-        case = self.cases.get(self.by_message.get(replied, "")) if replied else None
+        case = self._get(self._message_case(replied)) if replied else None
         text = message.text
         if text is None:
             if case is not None:
@@ -675,7 +841,10 @@ class Relay:
     async def recover(self) -> int:
         """Cases left open by an earlier run of this server cannot be relayed any
         more (their users' chats and queues lived in memory): each is closed, its
-        conversation resumed, its post edited; the user is told on their next message."""
+        conversation resumed, its post edited; the user is told on their next message.
+        With the state shared through Redis, a case that Redis still holds goes
+        on (a waiting one gets a timer here too: whichever server's fires first
+        expires it, once); only cases Redis lost are closed."""
         from actions import store
         from rasa.shared.core.events import ConversationResumed, SlotSet
 
@@ -684,13 +853,29 @@ class Relay:
         except Exception as error:
             logger.error("hand-off relay: case store unreadable (%s)", type(error).__name__)
             return 0
-        stale = [r for r in records if r.get("state") in OPEN and r.get("case_id") not in self.cases]
+        stale = []
+        for record in records:
+            if record.get("state") not in OPEN or record.get("case_id") in self.cases:
+                continue
+            if self.shared is not None:
+                case = self._get(record["case_id"])
+                if case is not None:
+                    if not case.open:
+                        await self._store(store.set_state, case.case_id, case.state)
+                    elif case.state == WAITING and case.timer is None:
+                        try:
+                            deadline = float((self._shared("get", case.case_id) or {}).get("deadline") or 0)
+                        except (_NoShared, ValueError):
+                            deadline = 0.0
+                        case.timer = self._spawn(self._expire_later(case, max(0.0, deadline - time.time())))
+                    continue
+            stale.append(record)
         for record in stale:
             await self._store(store.set_state, record["case_id"], EXPIRED)
             events = ([ConversationResumed()] if record["state"] == LIVE else []) + [
                 SlotSet("handoff_stage", None), SlotSet("handoff_case", None)]
             await self._tracker_events(record["sender_id"], events)
-            self.interrupted.add(record["sender_id"])
+            self._interrupt(record["sender_id"])
             post = str(record.get("operator_ref") or "")
             if post.isdigit() and self.client is not None and self.chat_id is not None:
                 await self.client.edit_text(self.chat_id, int(post),
