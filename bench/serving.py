@@ -253,8 +253,12 @@ class Run:
                          ("waypoint-pg-2", scale, OURS, ROOT / "credentials.yml")]
         for name, endpoints, model, credentials in plan:  # one at a time: start-up is measured alone
             extra = {"WAYPOINT_RASA_SPEEDUPS": "0"} if name == "waypoint-nofix" else {}
+            # The embedded-defaults servers run as `make run` does: no Redis settings
+            # (with them, the hand-off relay and Telegram share state through Redis).
+            own = env if endpoints == ROOT / "deploy" / "endpoints.scale.yml" else \
+                {k: v for k, v in env.items() if not k.startswith("WAYPOINT_REDIS_")}
             self.servers[name] = RasaServer(self.var / name, endpoints, self.actions, model=model,
-                                            credentials=credentials, env={**env, **extra}).start()
+                                            credentials=credentials, env={**own, **extra}).start()
             self.first_messages[name] = asyncio.run(self.first_message_per_language(self.servers[name].url))
         if "waypoint-pg-2" in self.servers:
             try:  # deploy/nginx.conf in front of the two PostgreSQL servers
