@@ -49,3 +49,13 @@ def make_tracker(text: str = "", intent: Optional[str] = None, slots: Optional[D
         latest["language_id"] = language_id
     latest.update(parse_extra or {})
     return Tracker(sender, base_slots, latest, events or [], False, None, {}, "action_listen")
+
+
+@pytest.fixture(scope="module")
+def services():
+    """Real PostgreSQL and Redis on loopback (scripts/ensure-services.sh), per test module."""
+    from tests.servers import Services
+
+    running = Services().start()
+    yield running
+    running.stop()

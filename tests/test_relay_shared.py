@@ -21,7 +21,6 @@ from channels import relay_state
 from channels.operators import CANCELLED, CLOSED, EXPIRED, LIVE, WAITING, Relay
 from channels.telegram_channel import TelegramBot
 from tests import fake_telegram as tg
-from tests.servers import Services
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +29,6 @@ OPS = -1009876543210
 OPERATOR = tg.person(880021, "Olga", "olga_counsel")
 SECRET_WORDS = "my passport is with the boss at the karaoke bar"
 COUNSELLOR_WORDS = "We can help you get it back, are you safe tonight?"
-
-
-@pytest.fixture(scope="module")
-def services():
-    running = Services().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

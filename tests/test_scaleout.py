@@ -20,20 +20,13 @@ from typing import Dict, List, Tuple
 import pytest
 
 from actions.content import data_dir, load_content
-from tests.servers import (ROOT, ActionServer, BalancedClient, Balancer, RasaServer, Services,
+from tests.servers import (ROOT, ActionServer, BalancedClient, Balancer, RasaServer,
                            recognised_questions)
 
 pytestmark = pytest.mark.slow
 
 LANGUAGES = ("en", "id", "ms", "vi", "th")
 ENDPOINTS = ROOT / "deploy" / "endpoints.scale.yml"
-
-
-@pytest.fixture(scope="module")
-def services():
-    running = Services().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")
