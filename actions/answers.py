@@ -27,32 +27,19 @@ def intent_name(tracker: Tracker) -> Optional[str]:
     return ((tracker.latest_message or {}).get("intent") or {}).get("name")
 
 
-def country_in_text(content: Content, text: str) -> Optional[str]:
-    plain = f" {strip_accents(normalise(text))} "
-    found = set()
-    for code, info in content.countries.items():
-        for alias in info.get("aliases") or []:
-            a = strip_accents(normalise(str(alias)))
-            if re.search(r"[\u0E00-\u0E7F]", a):
-                if a in plain:
-                    found.add(code)
-            elif re.search(rf"(?<!\w){re.escape(a)}(?!\w)", plain):
-                found.add(code)
-    return found.pop() if len(found) == 1 else None
-
-
 # Words that say "where I am" just before a country's name, accents folded:
 # en in/at, ms/id di/kat/dekat, vi ở/tại (bên), th อยู่/ที่.
 LOCATED_BEFORE = re.compile(r"(?<!\w)(?:in|at|di|kat|dekat|dkt|o|tai)(?:\s+ben)?[\s:,-]*$")
 THAI_LOCATED_BEFORE = re.compile(r"(?:อยู่|ที่)\s*$")
 
 
-def located_country(content: Content, text: str) -> Optional[str]:
-    """The one country a message says the user is in ("I'm in Thailand", "sy kat
-    Malaysia", "em đang ở Campuchia", "อยู่มาเลเซีย"); None if none or several. A
-    country named without such a word ("I want to go back to Vietnam") says
-    nothing about where the user is. Thai is matched as written (folding accents
-    would delete its vowels), the rest accent-folded."""
+def country_in_text(content: Content, text: str, located: bool = False) -> Optional[str]:
+    """The one country a message names (None if none or several). With
+    ``located``, only a country the message says the user is in ("I'm in
+    Thailand", "sy kat Malaysia", "em đang ở Campuchia", "อยู่มาเลเซีย"): one
+    named without such a word ("I want to go back to Vietnam") says nothing about
+    where the user is. Thai is matched as written (folding accents would delete
+    its vowels: "เล่าว่า" would contain "ลาว", Laos), the rest accent-folded."""
     thai_text, plain = f" {normalise(text)} ", f" {strip_accents(normalise(text))} "
     found = set()
     for code, info in content.countries.items():
@@ -62,7 +49,8 @@ def located_country(content: Content, text: str) -> Optional[str]:
             else:
                 a = strip_accents(normalise(str(alias)))
                 where, before, pattern = plain, LOCATED_BEFORE, rf"(?<!\w){re.escape(a)}(?!\w)"
-            if any(before.search(where[max(0, m.start() - 16):m.start()]) for m in re.finditer(pattern, where)):
+            if any(not located or before.search(where[max(0, m.start() - 16):m.start()])
+                   for m in re.finditer(pattern, where)):
                 found.add(code)
     return found.pop() if len(found) == 1 else None
 
@@ -78,7 +66,7 @@ def country_from_message(tracker: Tracker) -> Optional[str]:
     if intent_name(tracker) == "inform_country" or tracker.get_slot("pending_topic"):
         return country_in_text(get_content(), latest.get("text") or "")
     text = latest.get("text") or ""
-    return located_country(get_content(), text) if not text.startswith("/") else None
+    return country_in_text(get_content(), text, located=True) if not text.startswith("/") else None
 
 
 def country_buttons(reply: Reply) -> List[Dict[str, str]]:

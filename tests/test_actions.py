@@ -70,6 +70,15 @@ async def test_a_question_that_says_where_the_user_is_sets_the_country(domain, t
     assert found.get("country") == country
 
 
+def test_thai_country_names_are_matched_as_written():
+    from actions.answers import country_in_text
+
+    content = get_content()
+    assert country_in_text(content, "ลาว") == "LA" and country_in_text(content, "อยู่มาเลเซีย") == "MY"
+    # folding accents would delete the vowels and tone marks and find "ลาว" (Laos) in "เล่าว่า" ("told that")
+    assert country_in_text(content, "เขาเล่าว่าจะพาไปทำงาน") is None
+
+
 async def test_practitioners_get_the_procedure(domain):
     _, messages = await run(ActionAnswerTopic(), domain, intent="ask_ident_referral_procedure",
                             slots={"language": "vi", "audience": "practitioner", "country": "VN"})
