@@ -38,7 +38,8 @@ FIELDS = ("case_id", "sender_id", "channel", "language", "country", "topic", "su
 
 
 def client_from_env(env: Optional[Dict[str, str]] = None) -> Any:
-    """A Redis client for the scale-out settings, or None without WAYPOINT_REDIS_HOST."""
+    """A Redis client for the scale-out settings, or None without WAYPOINT_REDIS_HOST
+    (also for channels/telegram_channel.py's shared update ids)."""
     env = dict(os.environ if env is None else env)
     host = env.get("WAYPOINT_REDIS_HOST", "").strip()
     if not host:

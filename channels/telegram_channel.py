@@ -316,15 +316,11 @@ class SharedRecentIds(RecentIds):
 
     @classmethod
     def from_env(cls, token: str, env: Optional[Dict[str, str]] = None) -> RecentIds:
-        env = dict(os.environ if env is None else env)
-        host = env.get("WAYPOINT_REDIS_HOST", "").strip()
-        if not host:
-            return RecentIds()
-        import redis
+        from channels.relay_state import client_from_env
 
-        client = redis.Redis(host=host, port=int(env.get("WAYPOINT_REDIS_PORT") or 6379),
-                             password=env.get("WAYPOINT_REDIS_PASSWORD") or None,
-                             db=int(env.get("WAYPOINT_REDIS_DB") or 0), socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = client_from_env(env)
+        if client is None:
+            return RecentIds()
         bot = token.split(":", 1)[0] if token else "bot"  # the bot's public id, never the token
         return cls(client, f"waypoint:telegram:update:{bot}")
 

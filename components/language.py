@@ -232,15 +232,13 @@ class LanguageScorer:
                 scores[lang] += self.langdetect_weight * math.log(p + 0.02)
         return scores
 
-    # langdetect adds between weight*log(0.02) and weight*log(1.02) to a
-    # language, the same amount to Indonesian and Malay (it cannot tell them apart).
-    LANGDETECT_SWING = 2.0 * (math.log(1.02) - math.log(0.02)) + 1.0
-
     def _settled(self, scores: Dict[str, float]) -> bool:
         """True when langdetect could not change the answer: the leader is ahead
         of every language outside its own Malay/Indonesian pair by more than the
-        most langdetect can add or take away (it costs 1-3 ms a message)."""
-        swing = self.langdetect_weight / 2.0 * self.LANGDETECT_SWING
+        most langdetect can add or take away (it costs 1-3 ms a message). It adds
+        between weight*log(0.02) and weight*log(1.02) to a language, the same to
+        Indonesian and Malay (it cannot tell them apart); plus a margin of 1."""
+        swing = self.langdetect_weight * (math.log(1.02) - math.log(0.02)) + 1.0
         best = max(scores, key=scores.get)
         pair = {"id", "ms"} if best in ("id", "ms") else {best}
         return all(scores[best] - v > swing for lang, v in scores.items() if lang not in pair)

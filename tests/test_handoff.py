@@ -16,7 +16,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -184,6 +184,16 @@ def request_person(waypoint, fake, content, chat: int, who: Dict[str, Any], lang
                                       None), what="the case's post in the operators' group")
 
 
+def english_user_asks_then_requests_a_person(waypoint, fake, content, chat: int, name: str, question: str,
+                                            topic: str, share: bool) -> Tuple[Dict[str, Any], tg.Call]:
+    """An English-speaking Telegram user asks `question`, gets the answer to
+    `topic`, then asks for a person (request_person); returns (the user, the post)."""
+    who = tg.person(chat, name, None, language_code="en")
+    webhook(waypoint, tg.named_text_update(chat, question, who))
+    sent_to(fake, chat, content.guides[topic].languages["en"]["survivor"].strip()[:30])
+    return who, request_person(waypoint, fake, content, chat, who, "en", share=share)
+
+
 def case_of(post: tg.Call) -> str:
     return CASE_RE.search(post.params["text"]).group(0)
 
@@ -298,10 +308,9 @@ def test_a_survivor_and_a_counsellor_talk_without_seeing_each_other(waypoint, fa
 @pytest.mark.slow
 def test_nobody_accepts_in_time(waypoint, fake, content):
     chat, lang = 7311452210, "en"
-    who = tg.person(chat, "Ana", None, language_code="en")
-    webhook(waypoint, tg.named_text_update(chat, "my boss took my passport and wont give it back", who))
-    sent_to(fake, chat, content.guides["protect.documents"].languages["en"]["survivor"].strip()[:30])
-    post = request_person(waypoint, fake, content, chat, who, lang, share=False)
+    who, post = english_user_asks_then_requests_a_person(
+        waypoint, fake, content, chat, "Ana", "my boss took my passport and wont give it back", "protect.documents",
+        share=False)
     case_id = case_of(post)
     assert "user's agreement" not in post.params["text"]  # the user said no to the summary
     started = time.monotonic()
@@ -359,10 +368,8 @@ def test_the_user_can_cancel_while_waiting(waypoint, fake, content):
 @pytest.mark.slow
 def test_an_emergency_during_a_hand_off_comes_first(waypoint, fake, content):
     chat, lang = 7311452213, "en"
-    who = tg.person(chat, "Lina", "lina_w", language_code="en")
-    webhook(waypoint, tg.named_text_update(chat, "what is human trafficking", who))
-    sent_to(fake, chat, content.guides["ident.what_is_trafficking"].languages["en"]["survivor"].strip()[:30])
-    post = request_person(waypoint, fake, content, chat, who, lang, share=True)
+    who, post = english_user_asks_then_requests_a_person(
+        waypoint, fake, content, chat, "Lina", "what is human trafficking", "ident.what_is_trafficking", share=True)
     case_id = case_of(post)
     emergency, steps = content.messages["emergency"][lang], content.messages["emergency_steps"][lang]
     flag = content.messages["operators_emergency"]["en"]
@@ -403,10 +410,8 @@ def test_an_emergency_during_a_hand_off_comes_first(waypoint, fake, content):
 @pytest.mark.slow
 def test_strangers_in_the_operators_group_are_ignored(waypoint, fake, content):
     chat, lang = 7311452214, "en"
-    who = tg.person(chat, "Mai", None, language_code="en")
-    webhook(waypoint, tg.named_text_update(chat, "what is human trafficking", who))
-    sent_to(fake, chat, content.guides["ident.what_is_trafficking"].languages["en"]["survivor"].strip()[:30])
-    post = request_person(waypoint, fake, content, chat, who, lang, share=False)
+    who, post = english_user_asks_then_requests_a_person(
+        waypoint, fake, content, chat, "Mai", "what is human trafficking", "ident.what_is_trafficking", share=False)
     case_id = case_of(post)
     group_before = len(fake.calls_of("sendMessage", OPS))
 
@@ -448,10 +453,8 @@ def test_strangers_in_the_operators_group_are_ignored(waypoint, fake, content):
 @pytest.mark.slow
 def test_delete_during_a_hand_off_closes_it_and_removes_the_relayed_messages(waypoint, fake, content):
     chat, lang = 7311452215, "en"
-    who = tg.person(chat, "Rosa", None, language_code="en")
-    webhook(waypoint, tg.named_text_update(chat, "what is human trafficking", who))
-    sent_to(fake, chat, content.guides["ident.what_is_trafficking"].languages["en"]["survivor"].strip()[:30])
-    post = request_person(waypoint, fake, content, chat, who, lang, share=True)
+    who, post = english_user_asks_then_requests_a_person(
+        waypoint, fake, content, chat, "Rosa", "what is human trafficking", "ident.what_is_trafficking", share=True)
     webhook(waypoint, tg.group_callback_update(OPS, OPERATOR, accept_button(post), post.result))
     sent_to(fake, chat, content.messages["handoff_connected"][lang])
     webhook(waypoint, tg.named_text_update(chat, "my employer is called CHERRY-9", who))
