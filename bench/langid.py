@@ -1,5 +1,7 @@
 """Language identification on the held-out set (bench/data/langid, never
-training data), side by side with raw langdetect in the same run.
+training data), side by side with raw langdetect in the same run; then on the
+two topic held-out sets (tests/nlu, tests/nlu_blind), by the language each
+message was written in.
 
     .venv/bin/python -m bench.langid
 """
@@ -9,6 +11,7 @@ import collections
 import time
 
 from bench.common import LANGUAGES, ROOT, load_sets, pct, write_report
+from bench.nlu_eval import held_out
 from components.language import LanguageScorer
 from components.textnorm import words
 
@@ -79,8 +82,26 @@ def main() -> None:
     body += ["", f"Time per message: Waypoint {1000 * timings['waypoint'] / n:.2f} ms, "
              f"langdetect {1000 * timings['langdetect'] / n:.2f} ms (same run, same machine).",
              "", "Misidentified (true language, predicted, words; text not reproduced):", "",
-             "| true | predicted | words |", "|---|---|---|", *misses]
+             "| true | predicted | words |", "|---|---|---|", *misses, "", *topic_sets(scorer)]
     write_report("langid", "Language identification", ".venv/bin/python -m bench.langid", body)
+
+
+def topic_sets(scorer: LanguageScorer) -> list:
+    rows = []
+    for folder in ("nlu", "nlu_blind"):
+        for lang in LANGUAGES:
+            stats = collections.Counter()
+            for text, _ in held_out(ROOT / "tests" / folder / f"{lang}.yml"):
+                short = len(words(text, lang)) <= 3
+                right = scorer.identify(text).language == lang
+                stats.update(n=1, right=right, short=short, short_right=short and right)
+            rows.append(f"| tests/{folder} | {lang} | {stats['n']} | {pct(stats['right'], stats['n'])} | "
+                        f"{stats['short']} | {pct(stats['short_right'], stats['short'])} |")
+    return ["## On the topic held-out sets", "",
+            "The messages of tests/nlu and tests/nlu_blind (never training data), by the language they were written in,",
+            "without any hint.", "",
+            "| set | language | messages | Waypoint | of them 1-3 words | Waypoint, 1-3 words |",
+            "|---|---|---|---|---|---|", *rows]
 
 
 if __name__ == "__main__":
