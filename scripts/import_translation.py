@@ -3,8 +3,8 @@
     .venv/bin/python scripts/import_translation.py LANG FOLDER [--review native-reviewed]
 
 FOLDER holds one YAML file per topic (``<topic id>.yml``) with ``topic``,
-``title``, ``survivor``, ``practitioner``, ``source`` and optionally
-``country_notes: {XX: "..."}``. Each is written into
+``title``, ``short_title``, ``survivor``, ``survivor_more``, ``practitioner``,
+``source`` and optionally ``country_notes: {XX: "..."}``. Each is written into
 ``data/guides/<area>/<topic id>.yml`` under ``languages.LANG`` (and
 ``country_notes.XX.LANG``), with the given review status (default
 machine-translated). The other languages of each file are left as they are.
@@ -19,8 +19,10 @@ import sys
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-LANGUAGES = ("en", "id", "ms", "vi", "th")
-FIELDS = ("title", "survivor", "practitioner", "source")
+sys.path.insert(0, str(ROOT))
+
+from content.languages import CODES as LANGUAGES  # noqa: E402 - after the path
+from content.loader import GUIDE_FIELDS as FIELDS  # noqa: E402
 
 
 class _Dumper(yaml.SafeDumper):

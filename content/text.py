@@ -1,0 +1,186 @@
+"""Text normalisation and language-aware word splitting shared by NLU, search and channels."""
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from typing import List, Optional, Sequence, Tuple
+
+THAI_RE = re.compile(r"[\u0E00-\u0E7F]")
+THAI_RUN_RE = re.compile(r"[\u0E00-\u0E7F]+")
+# Latin letters with diacritics that are used in Vietnamese and (almost) never in
+# English, Indonesian or Malay text.
+VI_STRONG = set(
+    "ăâđêôơư"
+    "àảãạằẳẵặắầẩẫậấèẻẽẹềểễệếìỉĩịòỏõọồổỗộốờởỡợớùủũụừửữựứỳỷỹỵý"
+)
+VI_WEAK = set("áéíóú")  # also in loanwords and names (café, José)
+WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+LINK_RE = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+
+
+def normalise(text: str) -> str:
+    """NFC, lower case, collapsed whitespace, control characters removed."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t ")
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def strip_accents(text: str) -> str:
+    """'tôi bị giữ hộ chiếu' -> 'toi bi giu ho chieu' (đ -> d)."""
+    text = text.replace("đ", "d").replace("Đ", "D")
+    decomposed = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize(
+        "NFC", "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    )
+
+
+def latin_words(text: str) -> List[str]:
+    return WORD_RE.findall(LINK_RE.sub(" ", text))
+
+
+def count_thai(text: str) -> int:
+    return len(THAI_RE.findall(text))
+
+
+def count_letters(text: str) -> int:
+    return sum(1 for ch in text if ch.isalpha())
+
+
+def vietnamese_marks(text: str) -> int:
+    """Number of characters only Vietnamese writes (strong), plus weak ones halved."""
+    strong = sum(1 for ch in text if ch in VI_STRONG)
+    weak = sum(1 for ch in text if ch in VI_WEAK)
+    return strong + weak // 2
+
+
+@functools.lru_cache(maxsize=1)
+def _thai_tokenize():
+    from pythainlp.tokenize import word_tokenize
+
+    return word_tokenize
+
+
+def thai_words(text: str) -> List[str]:
+    """Thai runs cut into words by pythainlp (newmm); other runs by word regex."""
+    words: List[str] = []
+    pos = 0
+    cut = _thai_tokenize()
+    for m in THAI_RUN_RE.finditer(text):
+        words.extend(latin_words(text[pos : m.start()]))
+        words.extend(w for w in cut(m.group(0), engine="newmm") if w.strip())
+        pos = m.end()
+    words.extend(latin_words(text[pos:]))
+    return words
+
+
+@functools.lru_cache(maxsize=1)
+def _vi_tokenizer():
+    from pyvi import ViTokenizer
+
+    return ViTokenizer
+
+
+def vietnamese_words(text: str) -> List[str]:
+    """Vietnamese syllables joined into compounds by pyvi: 'hộ chiếu' -> 'hộ_chiếu'."""
+    joined = _vi_tokenizer().tokenize(text)
+    return [w for w in joined.split() if WORD_RE.search(w)]
+
+
+SEGMENTERS = {"words": latin_words, "pythainlp": thai_words, "pyvi": vietnamese_words}
+
+
+def language_of_script(text: str) -> Optional[str]:
+    """The registry language whose script most of the text is written in, when
+    that script belongs to exactly one of our languages."""
+    from collections import Counter
+
+    from content import languages
+
+    counts = Counter(s for s in map(languages.script_of, text) if s)
+    for script, _ in counts.most_common(1):
+        own = languages.languages_of_script(script)
+        if len(own) == 1:
+            return own[0]
+    return None
+
+
+def words(text: str, language: Optional[str] = None) -> List[str]:
+    """Language-aware words of a normalised text (search, statistics): the
+    language's segmenter from the registry (data/languages.yml)."""
+    from content import languages
+
+    text = normalise(text)
+    lang = languages.get(language) or languages.get(language_of_script(text))
+    segment = SEGMENTERS.get(lang.tokenizer if lang else "words", latin_words)
+    return segment(text)
+
+
+# -- splitting a reply into messages a platform accepts ---------------------------
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = 4096) -> List[str]:
+    """Splits a reply into messages of at most ``limit`` UTF-16 units (how
+    Telegram counts), on paragraph boundaries first, then lines, sentences,
+    words, and only as a last resort inside a word."""
+    text = text.strip()
+    if not text:
+        return []
+    return [part.strip() for part in _split(text, limit, SPLIT_LEVELS) if part.strip()]
+
+
+# (where to split, what joins two pieces again)
+SPLIT_LEVELS = ((r"\n[ \t]*\n\s*", "\n\n"), (r"\n", "\n"), (r"(?<=[.!?。])\s+", " "), (r"[ \t]+", " "))
+
+
+def _split(text: str, limit: int, levels: Sequence[Tuple[str, str]]) -> List[str]:
+    if utf16_len(text) <= limit:
+        return [text]
+    if not levels:
+        return _hard_cut(text, limit)
+    pattern, joiner = levels[0]
+    pieces = re.split(pattern, text)
+    if len(pieces) == 1:
+        return _split(text, limit, levels[1:])
+    chunks: List[str] = []
+    current: Optional[str] = None
+    for piece in pieces:
+        candidate = piece if current is None else current + joiner + piece
+        if utf16_len(candidate) <= limit:
+            current = candidate
+            continue
+        if current is not None:
+            chunks.append(current)
+        if utf16_len(piece) <= limit:
+            current = piece
+        else:
+            sub = _split(piece, limit, levels[1:])
+            chunks.extend(sub[:-1])
+            current = sub[-1]
+    if current is not None:
+        chunks.append(current)
+    return chunks
+
+
+def _hard_cut(text: str, limit: int) -> List[str]:
+    parts, current, size = [], [], 0
+    for char in text:
+        width = 2 if ord(char) > 0xFFFF else 1
+        if size + width > limit:
+            parts.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += width
+    return parts + ["".join(current)]
+
+
+def cut_text(text: str, limit: int) -> str:
+    """The first ``limit`` characters, ending on a word boundary when one is near."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    return head[:space] if space > limit - 200 else head
