@@ -15,7 +15,7 @@ install: ## Create .venv with Python 3.10 and install the pinned dependencies (o
 	@scripts/install.sh
 
 validate: install ## Check the content files and the Rasa training data (no errors, no warnings)
-	@$(ENV) $(PY) -m actions.content
+	@$(ENV) $(PY) -m content
 	@$(ENV) $(RASA) data validate --fail-on-warnings --quiet
 
 model: install ## Train the model when data, config or domain changed since the last one (and only then)
@@ -49,16 +49,16 @@ screenshot: model ## Screenshot of the web chat at phone width (docs/webchat-pho
 
 telegram-webhook: install ## Point Telegram at this server once: make telegram-webhook URL=https://your.host
 	@test -n "$(URL)" || { echo "Usage: make telegram-webhook URL=https://your.public.host"; exit 2; }
-	@$(ENV) $(PY) -m channels.telegram_channel set-webhook "$(URL)"
+	@$(ENV) $(PY) -m channels.telegram set-webhook "$(URL)"
 
 telegram-poll: model ## Run with Telegram over getUpdates (development without a public address)
-	@$(ENV) $(PY) -m channels.telegram_channel poll
+	@$(ENV) $(PY) -m channels.telegram poll
 
 lock: ## Re-resolve requirements.in into requirements.lock (in a scratch venv)
 	@scripts/lock.sh
 
 purge: install ## Delete conversations and hand-off cases older than WAYPOINT_RETENTION_DAYS (default 30)
-	@$(ENV) $(PY) -m channels.retention
+	@$(ENV) $(PY) -m jobs.retention
 
 clean: ## Remove the trained model and runtime data (var/); keeps .venv
 	rm -rf models/*.tar.gz models/*.fingerprint var

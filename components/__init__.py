@@ -1,13 +1,5 @@
-"""Waypoint's custom NLU pieces.
-
-Pure-Python logic (importable without Rasa, used by the action server, the
-channels and the benchmarks):
-
-- ``textnorm``: normalisation and language-aware word splitting;
-- ``language``: five-language identification with Malay/Indonesian separation;
-- ``emergency``: the high-recall detector for immediate danger and self-harm.
-
-Rasa graph components wrapping them live in ``components.nlu``.
-"""
-
-LANGUAGES = ("en", "id", "ms", "vi", "th")
+"""Waypoint's Rasa NLU graph components (``components.nlu``) and the trained
+models behind them: language identification (``language``), the intent model
+(``intents``) and the crisis detector (``emergency``). Text normalisation, the
+language registry and the lexicons they read live in the neutral ``content``
+package."""

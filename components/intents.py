@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 from sklearn.utils.extmath import softmax
 
-from components.textnorm import strip_accents
+from content.text import strip_accents
 
 
 def feature_text(tokens: Sequence[str], language: str = "") -> str:

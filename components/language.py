@@ -32,26 +32,13 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import yaml
 
-from components import LANGUAGES
-from components.textnorm import (
-    count_letters,
-    count_thai,
-    latin_words,
-    normalise,
-    strip_accents,
-    vietnamese_marks,
-)
-
-LATIN_LANGUAGES = ("en", "id", "ms", "vi")
-LEXICON_DIR = pathlib.Path(__file__).parent / "lexicons"
-
-# Built-in markers, used when a lexicon file is missing; the files extend them.
-DEFAULT_MARKERS: Dict[str, List[str]] = {
-    "en": ["the", "is", "are", "my", "me", "you", "what", "how", "please", "help", "can", "i", "do", "not"],
-    "id": ["bisa", "karena", "gratis", "uang", "nggak", "gak", "kantor", "pemerintah", "polisi", "saja", "aja", "kamu", "gimana"],
-    "ms": ["boleh", "kerana", "percuma", "guaman", "wang", "tak", "pejabat", "kerajaan", "polis", "sahaja", "awak", "nak", "macam mana"],
-    "vi": ["toi", "khong", "duoc", "lam", "giup", "minh", "cua", "bi", "nhu", "the", "nao"],
-}
+from content.languages import CODES as LANGUAGES
+from content import languages
+from content.languages import LATIN_CODES as LATIN_LANGUAGES
+from content.languages import UNSUPPORTED_REASONS, normalise_hint  # noqa: F401 - re-exported for the components
+from content.nlu_files import nlu_examples, read_labelled_examples  # noqa: F401 - re-exported
+from content.paths import lexicon_dir
+from content.text import count_letters, latin_words, normalise, strip_accents
 
 # Words used in chat whatever the language: a message made only of them says
 # nothing about the language (the hint, or English, is the best guess, and the
@@ -60,9 +47,13 @@ INTERNATIONAL = {"hi", "hello", "helo", "hey", "ok", "okay", "okey", "oke", "tha
                  "help", "sos", "yes", "no", "pls", "plz", "please", "sorry", "good", "hotline", "passport", "visa"}
 
 # Greetings Malay and Indonesian speakers both write, which also happen to be
-# Vietnamese words typed without accents ("hai" = two): alone, they say "Malay
-# or Indonesian", never Vietnamese; the hint, else the statistics, choose which.
+# Vietnamese words typed without accents ("hai" = two): alone, they say "the
+# Malay family" (data/languages.yml), never Vietnamese; the hint, else the
+# statistics, choose which.
 MALAY_FAMILY_GREETINGS = {"hai", "halo", "hallo", "haii", "haloo"}
+MALAY_FAMILY = "malay"
+# Weaker Vietnamese marks, also in loanwords and names (café, José): two count as one.
+WEAK_MARKS = set("áéíóú")
 
 # Function words of Filipino (Tagalog), which the Philippines' survivors may
 # write: two or more of them and the message is in a language we do not answer
@@ -73,18 +64,6 @@ UNSUPPORTED_LATIN = {"ang", "mga", "ako", "hindi", "ano", "paano", "saan", "baki
                      "pwede", "puwede", "gusto", "wala", "meron", "opo", "ikaw", "siya", "niya", "namin", "natin",
                      "kayo", "sila", "kasi", "ito", "iyan", "dito", "doon", "tulungan", "tulong", "salamat",
                      "karapatan", "nasaan", "amo"}
-UNSUPPORTED_REASONS = ("unsupported script", "unsupported language")
-
-HINT_ALIASES = {"in": "id", "zsm": "ms", "may": "ms", "msa": "ms", "ind": "id", "vie": "vi", "tha": "th", "eng": "en"}
-
-
-def normalise_hint(hint: Optional[str]) -> Optional[str]:
-    """'en-US' -> 'en', 'ms_MY' -> 'ms'; anything not one of ours -> None."""
-    if not hint or not isinstance(hint, str):
-        return None
-    code = hint.strip().lower().replace("_", "-").split("-")[0]
-    code = HINT_ALIASES.get(code, code)
-    return code if code in LANGUAGES else None
 
 
 @dataclasses.dataclass
@@ -100,11 +79,12 @@ class LanguageGuess:
         return dataclasses.asdict(self)
 
 
-def load_markers(directory: pathlib.Path = LEXICON_DIR) -> Dict[str, List[str]]:
-    """Marker words per Latin-script language, minus words claimed by two languages."""
-    markers = {lang: list(words) for lang, words in DEFAULT_MARKERS.items()}
+def load_markers() -> Dict[str, List[str]]:
+    """Marker words per Latin-script language (data/lexicons/<lang>/markers.yml),
+    minus words claimed by two languages."""
+    markers: Dict[str, List[str]] = {lang: [] for lang in LATIN_LANGUAGES}
     for lang in LATIN_LANGUAGES:
-        path = directory / f"markers_{lang}.yml"
+        path = lexicon_dir(lang) / "markers.yml"
         if path.exists():
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             markers[lang].extend(str(w) for w in data.get("words") or [])
@@ -172,15 +152,20 @@ class LanguageScorer:
         hint = normalise_hint(hint)
         n_words = len(text.split())
         letters = count_letters(text)
-        thai = count_thai(text)
-        if thai and thai * 2 >= letters:
-            return LanguageGuess("th", 1.0, {"th": 1.0}, n_words, True, "thai script")
-        if vietnamese_marks(text) >= 1 and self._vietnamese_script(text):
-            return LanguageGuess("vi", 1.0, {"vi": 1.0}, n_words, True, "vietnamese letters")
+        script, count = _main_script(text)
+        if script is not None and count * 2 >= letters:
+            own = languages.languages_of_script(script)
+            if len(own) == 1:
+                return LanguageGuess(own[0], 1.0, {own[0]: 1.0}, n_words, True, f"{script} script")
+        for lang in _DISTINCT:
+            if _distinct_letters(text, lang) >= 1 and self._distinct_script(text, lang):
+                return LanguageGuess(lang.code, 1.0, {lang.code: 1.0}, n_words, True,
+                                     f"{lang.english_name.lower()} letters")
         if letters == 0:
             lang = hint or "en"
             return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "no letters")
-        latin = sum(1 for ch in text if ch.isalpha() and ch.isascii()) + vietnamese_marks(text)
+        latin = sum(1 for ch in text if ch.isalpha() and ch.isascii()) + sum(_distinct_letters(text, lang)
+                                                                           for lang in _DISTINCT)
         if latin * 2 < letters:
             # Another script (Burmese, Khmer, Chinese, Arabic ...): not one of ours.
             lang = hint or "en"
@@ -194,19 +179,18 @@ class LanguageScorer:
             lang = hint or "en"
             return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "international words")
         scores = self._latin_scores(plain, n_words, hint)
-        if tokens and all(t in MALAY_FAMILY_GREETINGS or t in INTERNATIONAL for t in tokens):
-            lang = hint if hint in ("ms", "id") else max(("ms", "id"), key=scores.get)
+        family = [code for code in languages.members(MALAY_FAMILY) if code in scores]
+        if family and tokens and all(t in MALAY_FAMILY_GREETINGS or t in INTERNATIONAL for t in tokens):
+            lang = hint if hint in family else max(family, key=scores.get)
             return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "malay-family greeting")
         probs = _softmax(scores)
         best = max(probs, key=probs.get)
         return LanguageGuess(best, probs[best], probs, n_words, False, "statistics")
 
     @staticmethod
-    def _vietnamese_script(text: str) -> bool:
+    def _distinct_script(text: str, lang: "languages.Language") -> bool:
         # One strong mark is enough (e.g. "được"); a lone é in "café" is not.
-        from components.textnorm import VI_STRONG
-
-        return any(ch in VI_STRONG for ch in text) or vietnamese_marks(text) >= 2
+        return any(ch in lang.distinct_letters for ch in text) or _distinct_letters(text, lang) >= 2
 
     def _latin_scores(self, text: str, n_words: int, hint: Optional[str]) -> Dict[str, float]:
         feats = _features(text)
@@ -240,7 +224,7 @@ class LanguageScorer:
         Indonesian and Malay (it cannot tell them apart); plus a margin of 1."""
         swing = self.langdetect_weight * (math.log(1.02) - math.log(0.02)) + 1.0
         best = max(scores, key=scores.get)
-        pair = {"id", "ms"} if best in ("id", "ms") else {best}
+        pair = set(languages.family_of(best))
         return all(scores[best] - v > swing for lang, v in scores.items() if lang not in pair)
 
     def warm_up(self) -> None:
@@ -260,8 +244,26 @@ class LanguageScorer:
                 found = {r.lang: r.prob for r in detect_langs(text)}
             except LangDetectException:
                 return {}
-        malay_like = found.get("id", 0.0) + found.get("ms", 0.0) + 0.5 * found.get("tl", 0.0)
-        return {"en": found.get("en", 0.0), "id": malay_like, "ms": malay_like, "vi": found.get("vi", 0.0)}
+        # langdetect has no Malay profile: its Indonesian (and some Tagalog) counts for the whole family.
+        family = set(languages.members(MALAY_FAMILY))
+        malay_like = sum(found.get(code, 0.0) for code in family) + 0.5 * found.get("tl", 0.0)
+        return {lang: (malay_like if lang in family else found.get(lang, 0.0)) for lang in LATIN_LANGUAGES}
+
+
+_DISTINCT = tuple(lang for lang in languages.REGISTRY if lang.distinct_letters)
+
+
+def _distinct_letters(text: str, lang: "languages.Language") -> int:
+    """Letters only ``lang`` writes, plus the weak ones halved."""
+    return sum(1 for ch in text if ch in lang.distinct_letters) + sum(1 for ch in text if ch in WEAK_MARKS) // 2
+
+
+def _main_script(text: str) -> Tuple[Optional[str], int]:
+    """The registry script most of the text's characters belong to, and how many."""
+    counts = Counter(s for s in map(languages.script_of, text) if s)
+    if not counts:
+        return None, 0
+    return counts.most_common(1)[0]
 
 
 def _softmax(scores: Dict[str, float]) -> Dict[str, float]:
@@ -269,23 +271,3 @@ def _softmax(scores: Dict[str, float]) -> Dict[str, float]:
     exp = {k: math.exp(v - top) for k, v in scores.items()}
     total = sum(exp.values())
     return {k: round(v / total, 4) for k, v in exp.items()}
-
-
-def nlu_examples(path: pathlib.Path) -> List[Tuple[str, str, Optional[str]]]:
-    """(text, intent, language) of every example in a Rasa NLU YAML file; the
-    language is the intent block's ``metadata.language`` (None when absent).
-    The one reader of the NLU files for the scorer, the search and the benchmarks."""
-    data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    examples: List[Tuple[str, str, Optional[str]]] = []
-    for block in data.get("nlu") or []:
-        if not isinstance(block, dict) or not isinstance(block.get("examples"), str):
-            continue
-        lang = (block.get("metadata") or {}).get("language")
-        examples.extend((line[2:].strip(), block.get("intent"), lang)
-                        for line in block["examples"].splitlines() if line.startswith("- "))
-    return examples
-
-
-def read_labelled_examples(paths: Iterable[pathlib.Path]) -> List[Tuple[str, str]]:
-    """(text, language) pairs from Rasa NLU YAML files whose intents carry metadata.language."""
-    return [(text, lang) for path in paths for text, _, lang in nlu_examples(path) if lang]

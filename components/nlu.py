@@ -1,5 +1,6 @@
-"""Rasa 3.6 graph components: language identification, a per-language tokenizer
-and the emergency override. The logic lives in plain modules beside this one."""
+"""Rasa 3.6 graph components: language identification, a per-language tokenizer,
+the intent classifier and the crisis override. The logic lives in plain modules
+beside this one and in the neutral ``content`` package (registry, lexicons)."""
 import functools
 import logging
 from typing import Any, Dict, List, Optional, Text
@@ -14,15 +15,18 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, METADATA, META
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from components import emergency
 from components.intents import IntentModel, feature_text
-from components.language import LanguageScorer, normalise_hint
-from components.textnorm import WORD_RE, count_thai
+from components.language import LanguageScorer
+from content import languages, lexicons
+from content.languages import normalise_hint
+from content.text import WORD_RE, SEGMENTERS, language_of_script
 
 logger = logging.getLogger(__name__)
 
 LANGUAGE_ID = "language_id"  # key of the proposal in the parse data
 EMERGENCY_INTENT = "report_emergency"
+SELF_HARM_INTENT = "report_self_harm"
+CRISIS_INTENTS = {"self_harm": SELF_HARM_INTENT, "danger": EMERGENCY_INTENT}
 FALLBACK_INTENT = "nlu_fallback"
 HINT_KEYS = ("language_hint", "language_code", "locale")
 
@@ -152,11 +156,12 @@ def _spacy_blank(lang: str):
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=False)
 class MultilingualTokenizer(Tokenizer):
-    """Thai cut into words (pythainlp through spaCy's blank ``th``), Vietnamese
-    into syllable compounds (pyvi through spaCy's blank ``vi``, joined with
-    ``_``), English, Indonesian and Malay into words. spaCy 3.4 has no Malay;
-    Malay is written in the same Latin alphabet with the same word boundaries as
-    Indonesian and English, so the word pattern serves all three."""
+    """Each language cut into words by its registry tokenizer (data/languages.yml):
+    through spaCy's blank language where it has one (Thai by pythainlp,
+    Vietnamese into syllable compounds by pyvi, joined with ``_``), otherwise by
+    the project's own segmenter (content/text.py); English, Indonesian and Malay
+    into words (spaCy 3.4 has no Malay; Malay is written in the same Latin
+    alphabet with the same word boundaries as Indonesian and English)."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -169,15 +174,16 @@ class MultilingualTokenizer(Tokenizer):
         cls.warm_up()
         return cls(config)
 
-    WARM_UP = {"th": "ฉันต้องการความช่วยเหลือ", "vi": "tôi cần giúp đỡ"}
-
     @classmethod
     def warm_up(cls) -> None:
-        """Load the Thai and Vietnamese segmenters (dictionaries, CRF model) at
-        start-up: otherwise the first Thai or Vietnamese message of a server's
-        life waits about 0.9 s for them (bench/reports/serving.md)."""
-        for lang, sample in cls.WARM_UP.items():
-            _spacy_blank(lang)(sample)
+        """Load every language's segmenter (dictionaries, CRF models) at start-up:
+        otherwise the first Thai or Vietnamese message of a server's life waits
+        about 0.9 s for them (bench/reports/serving.md)."""
+        for lang in languages.REGISTRY:
+            if lang.spacy_blank:
+                _spacy_blank(lang.spacy_blank)(lang.native_name)
+            elif lang.tokenizer in SEGMENTERS:
+                SEGMENTERS[lang.tokenizer](lang.native_name)
 
     @staticmethod
     def message_language(message: Message, attribute: Text) -> Optional[str]:
@@ -188,20 +194,32 @@ class MultilingualTokenizer(Tokenizer):
 
     def tokenize(self, message: Message, attribute: Text) -> List[Token]:
         text = message.get(attribute) or ""
-        lang = self.message_language(message, attribute)
-        if count_thai(text):
-            lang = "th"
-        if lang in ("th", "vi"):
+        code = language_of_script(text) or self.message_language(message, attribute)
+        lang = languages.get(code)
+        if lang is not None and lang.spacy_blank:
             tokens = [
                 Token(t.text.replace(" ", "_"), t.idx)
-                for t in _spacy_blank(lang)(text)
+                for t in _spacy_blank(lang.spacy_blank)(text)
                 if not t.is_space and WORD_RE.search(t.text)
             ]
+        elif lang is not None and lang.tokenizer not in ("words",) and lang.tokenizer in SEGMENTERS:
+            tokens = self._segmented(text, SEGMENTERS[lang.tokenizer](text))
         else:
             tokens = [Token(m.group(0), m.start()) for m in WORD_RE.finditer(text)]
         if not tokens and text.strip():
             tokens = [Token(text.strip(), text.index(text.strip()[0]))]
         return self._apply_token_pattern(tokens)
+
+    @staticmethod
+    def _segmented(text: str, words: List[str]) -> List[Token]:
+        """Tokens with their offsets for words a segmenter cut out of ``text``."""
+        lowered, tokens, position = text.lower(), [], 0
+        for word in words:
+            found = lowered.find(word.lower(), position)
+            start = found if found >= 0 else position
+            tokens.append(Token(word, start))
+            position = start + len(word) if found >= 0 else position
+        return tokens
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -256,17 +274,19 @@ class TfidfIntentClassifier(TrainedComponent):
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
 class EmergencyOverride(GraphComponent):
-    """Runs last: when the lexicon detector fires, the intent becomes
-    ``report_emergency`` whatever the classifier thought (recall first), with
-    one exception. When the classifier is sure of a guide question
-    (``keep_topic_confidence``, an ``ask_*`` intent) and gives
-    ``report_emergency`` almost nothing (``max_emergency_probability``), the
-    message is a question that mentions danger ("they lock us in at night, is
-    this trafficking?", "I was beaten, where can I see a doctor for free?"):
-    the question keeps its intent and is marked ``possible_emergency``; the
-    answer then ends with a button straight to the emergency numbers
-    (actions/answers.py). Measured on the held-out sets (bench/reports/emergency.md):
-    no true emergency had a topic above 0.6, most such questions are above 0.75."""
+    """Runs last: when a crisis lexicon fires (content/lexicons.py), the intent
+    becomes ``report_self_harm`` (thoughts of ending one's life; it comes first)
+    or ``report_emergency`` (danger now from others), whatever the classifier
+    thought: recall first. Both kinds are marked in ``crisis`` so the answer can
+    give crisis lines and, when others are dangerous too, the emergency numbers.
+
+    One exception: when the classifier is sure of a guide question
+    (``keep_topic_confidence``, an ``ask_*`` intent) and gives the crisis intents
+    almost nothing (``max_emergency_probability``), the message is a question
+    that mentions danger ("they lock us in at night, is this trafficking?"): it
+    keeps its intent and is marked ``possible_emergency``; the answer then ends
+    with a button straight to the emergency numbers (actions/answers.py).
+    Measured on the held-out sets (bench/reports/emergency.md)."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -280,15 +300,15 @@ class EmergencyOverride(GraphComponent):
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> "EmergencyOverride":
-        emergency.load_lexicons()
+        lexicons.warm_up()
         return cls(config)
 
     def confident_question(self, message: Message) -> Optional[Dict[Text, Any]]:
-        ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != "nlu_fallback"]
+        ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != FALLBACK_INTENT]
         if not ranking:
             return None
         top = ranking[0]
-        danger = next((r.get("confidence", 0.0) for r in ranking if r.get("name") == EMERGENCY_INTENT), 0.0)
+        danger = sum(r.get("confidence", 0.0) for r in ranking if r.get("name") in CRISIS_INTENTS.values())
         if (str(top.get("name", "")).startswith("ask_") and top.get("confidence", 0.0) >= self.keep_topic_confidence
                 and danger <= self.max_emergency_probability):
             return top
@@ -297,18 +317,23 @@ class EmergencyOverride(GraphComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
             text = message.get(TEXT)
-            if not (isinstance(text, str) and emergency.detect(text)):
+            kinds = lexicons.crisis_kinds(text) if isinstance(text, str) else frozenset()
+            intent = (message.get(INTENT) or {}).get("name")
+            if intent in CRISIS_INTENTS.values():
+                kinds = kinds | {"self_harm" if intent == SELF_HARM_INTENT else "danger"}
+            if not kinds:
                 continue
-            question = self.confident_question(message)
-            if question is not None:
+            message.set("crisis", sorted(kinds), add_to_output=True)
+            question = self.confident_question(message) if intent not in CRISIS_INTENTS.values() else None
+            if question is not None and "self_harm" not in kinds:
                 # The classifier's answer stands (also over a fallback, which it beat).
                 message.set(INTENT, dict(question), add_to_output=True)
                 message.set("possible_emergency", True, add_to_output=True)
                 continue
+            chosen = SELF_HARM_INTENT if "self_harm" in kinds else EMERGENCY_INTENT
             previous = message.get(INTENT) or {}
-            message.set(INTENT, {"name": EMERGENCY_INTENT, "confidence": 1.0}, add_to_output=True)
-            ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != EMERGENCY_INTENT]
-            message.set(INTENT_RANKING_KEY, [{"name": EMERGENCY_INTENT, "confidence": 1.0}] + ranking,
-                        add_to_output=True)
+            message.set(INTENT, {"name": chosen, "confidence": 1.0}, add_to_output=True)
+            ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get("name") != chosen]
+            message.set(INTENT_RANKING_KEY, [{"name": chosen, "confidence": 1.0}] + ranking, add_to_output=True)
             message.set("emergency_override", {"classifier_intent": previous.get("name")}, add_to_output=True)
         return messages

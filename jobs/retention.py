@@ -1,33 +1,31 @@
 """Retention: conversations and hand-off cases older than
-WAYPOINT_RETENTION_DAYS (default 30) are deleted.
+WAYPOINT_RETENTION_DAYS (default 30) are deleted, and what the channels kept
+(message ids, encrypted chat addresses, seen ids) past its own short life.
 
-    python -m channels.retention            # once (make purge)
-    python -m channels.retention --every 3600   # scheduled; scripts/run.sh starts it
+    python -m jobs.retention            # once (make purge)
+    python -m jobs.retention --every 3600   # scheduled; scripts/run.sh starts it
 
-The tracker store is the one endpoints.yml configures (SQLite by default,
-PostgreSQL in the scale-out configuration). Logs only counts.
+It works on the Rasa server's stores: the tracker store endpoints.yml
+configures (SQLite by default, PostgreSQL in the scale-out configuration) and
+the Rasa server's own tables (content.settings.state_url()). Logs only counts.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 import pathlib
 import sys
 from typing import Tuple
 
-logger = logging.getLogger("channels.retention")
+logger = logging.getLogger("jobs.retention")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def retention_days() -> float:
-    try:
-        days = float(os.environ.get("WAYPOINT_RETENTION_DAYS", "30"))
-    except ValueError:
-        logger.error("WAYPOINT_RETENTION_DAYS is not a number; using 30")
-        return 30.0
-    return max(days, 0.0)
+    from content import settings
+
+    return max(settings.get_float("WAYPOINT_RETENTION_DAYS"), 0.0)
 
 
 def tracker_store(endpoints: pathlib.Path):
@@ -40,12 +38,18 @@ def tracker_store(endpoints: pathlib.Path):
 
 
 async def purge_once(endpoints: pathlib.Path, days: float) -> Tuple[int, int]:
-    from actions import store as cases
-    from channels.tracker_store import ForgetMixin, unwrap
+    from channels.state import get_state
+    from handoff import repository
+    from plugins.tracker_store import ForgetMixin, unwrap
 
     inner = unwrap(tracker_store(endpoints))
     conversations = await inner.purge(days) if isinstance(inner, ForgetMixin) else 0
-    removed_cases = cases.purge_older_than(days)
+    cases = repository.from_settings()
+    try:
+        removed_cases = cases.purge_older_than(days)
+    finally:
+        cases.close()
+    get_state().purge()
     logger.info("retention: %d conversation(s) and %d hand-off case(s) older than %g days deleted",
                 conversations, removed_cases, days)
     return conversations, removed_cases
@@ -67,7 +71,9 @@ def main() -> int:
     parser.add_argument("--endpoints", default=str(ROOT / "endpoints.yml"))
     parser.add_argument("--every", type=float, default=0.0, help="seconds between runs; 0 = once")
     args = parser.parse_args()
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from content import settings
+
+    logging.basicConfig(level=settings.get("LOG_LEVEL"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(pathlib.Path(args.endpoints), args.every))
     except KeyboardInterrupt:

@@ -25,41 +25,60 @@ action server, Sanic, closes an idle one). A request that meets a connection
 the server closed at that very moment (``ServerDisconnectedError``, or a
 connection reset: it was never read) is sent once more on a new one.
 
-``install()`` is called by channels.tracker_store.WaypointSQLTrackerStore,
-which every Waypoint Rasa server loads (endpoints.yml,
-deploy/endpoints.scale.yml). It does nothing if Rasa's method is not the one it
-expects (another Rasa version), so an upgrade falls back to Rasa's own code;
-``WAYPOINT_RASA_SPEEDUPS=0`` in the environment turns all three off (bench/serving.py
-measures the server without them that way).
+``install()`` is called once by plugins.launch, the Rasa server's entry point,
+before Rasa starts. Each patch checks the source of the function it replaces
+(plugins.source_matches) and stays off on its own when that changed (another
+Rasa version keeps Rasa's code there). ``WAYPOINT_RASA_SPEEDUPS=0`` turns all
+three off (bench/serving.py measures the server without them that way).
+
+A request re-sent after a connection reset may have reached the action server
+already; the action server answers an identical request a second time from a
+short cache without running the action again (actions/server.py), so no action
+runs twice.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
-import os
 import weakref
 from typing import Any, Dict
 
+from content import settings
+from plugins import source_matches
+
 logger = logging.getLogger(__name__)
-_installed = False
+_installed: Dict[str, bool] = {}
 
 
-def install() -> bool:
+EXPECTED = {  # sha256 (16 hex digits) of the patched functions' source in rasa 3.6.21
+    "validate": "f8cdb4be68123961",  # RemoteAction._validate_action_result
+    "events": "b5cf570fa7f286c7",  # Event.resolve_by_type
+    "session": "e55aa13d9d4fb4bc",  # EndpointConfig.session
+    "request": "ccdb778aed8208e2",  # EndpointConfig.request
+}
+
+
+def install() -> Dict[str, bool]:
+    """The three fixes, each on its own; returns which are on."""
     global _installed
+    names = ("validate_once", "event_types", "kept_alive_connections")
+    if settings.get("WAYPOINT_RASA_SPEEDUPS") == "0":
+        return {name: False for name in names}
     if _installed:
-        return True
-    if os.environ.get("WAYPOINT_RASA_SPEEDUPS", "1").strip() == "0":
-        return False
-    try:
-        import jsonschema
-        from rasa.core.actions.action import RemoteAction
-        from rasa.shared.constants import DOCS_BASE_URL
-    except ImportError:  # pragma: no cover - not a Rasa server
-        return False
+        return dict(_installed)
+    _installed = {"validate_once": _validate_once(), "event_types": _cache_event_types(),
+                  "kept_alive_connections": _reuse_connections()}
+    return dict(_installed)
+
+
+def _validate_once() -> bool:
+    import jsonschema
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.constants import DOCS_BASE_URL
+
     original = RemoteAction.__dict__.get("_validate_action_result")
-    if original is None or getattr(original, "__qualname__", "") != "RemoteAction._validate_action_result":
-        logger.warning("Rasa's RemoteAction changed; action responses are validated the stock way")
+    if original is None or not source_matches(original, EXPECTED["validate"], "validate_once"):
         return False
     schema = RemoteAction.action_response_format_spec()
     validator_class = jsonschema.validators.validator_for(schema)
@@ -79,20 +98,17 @@ def install() -> bool:
         return True
 
     _validate_action_result.__wrapped__ = original  # type: ignore[attr-defined]
-    RemoteAction._validate_action_result = _validate_action_result
-    _cache_event_types()
-    _reuse_connections()
-    _installed = True
+    RemoteAction._validate_action_result = _validate_action_result  # type: ignore[method-assign]
     return True
 
 
-def _cache_event_types() -> None:
+def _cache_event_types() -> bool:
     from rasa.shared.core.events import Event
 
     original = Event.__dict__.get("resolve_by_type")
-    if not isinstance(original, staticmethod):
-        logger.warning("Rasa's Event.resolve_by_type changed; event types are looked up the stock way")
-        return
+    if not isinstance(original, staticmethod) or not source_matches(original.__func__, EXPECTED["events"],
+                                                                    "event_types"):
+        return False
     lookup = original.__func__
     found: Dict[str, Any] = {}
 
@@ -105,7 +121,8 @@ def _cache_event_types() -> None:
         return cls
 
     resolve_by_type.__wrapped__ = lookup  # type: ignore[attr-defined]
-    Event.resolve_by_type = staticmethod(resolve_by_type)
+    Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[method-assign, assignment]
+    return True
 
 
 KEEPALIVE_SECONDS = 2.0
@@ -133,17 +150,16 @@ class _Borrowed:
         return False
 
 
-def _reuse_connections() -> None:
+def _reuse_connections() -> bool:
     import aiohttp
     from rasa.utils import endpoints
 
     config = endpoints.EndpointConfig
     original_session = config.__dict__.get("session")
     original_request = config.__dict__.get("request")
-    if (getattr(original_session, "__qualname__", "") != "EndpointConfig.session"
-            or getattr(original_request, "__qualname__", "") != "EndpointConfig.request"):
-        logger.warning("Rasa's EndpointConfig changed; one connection per request, the stock way")
-        return
+    if not (source_matches(original_session, EXPECTED["session"], "kept_alive_connections")
+            and source_matches(original_request, EXPECTED["request"], "kept_alive_connections")):
+        return False
     def session(self: Any) -> Any:
         try:
             loop = asyncio.get_running_loop()
@@ -175,5 +191,6 @@ def _reuse_connections() -> None:
 
     session.__wrapped__ = original_session  # type: ignore[attr-defined]
     request.__wrapped__ = original_request  # type: ignore[attr-defined]
-    config.session = session
-    config.request = request
+    config.session = session  # type: ignore[method-assign]
+    config.request = request  # type: ignore[method-assign]
+    return True

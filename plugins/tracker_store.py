@@ -39,10 +39,6 @@ STATE_EVENTS = ("slot", "active_loop", "pause", "resume", "restart", "reset_slot
 STORED_ATTR = "_waypoint_stored_events"
 
 
-def is_marker(custom: Any) -> bool:
-    return isinstance(custom, dict) and custom.get("waypoint") in ("forget_conversation", "handoff_requested")
-
-
 def wants_forget(tracker: DialogueStateTracker) -> bool:
     for event in reversed(tracker.events):
         if isinstance(event, UserUttered):
@@ -97,9 +93,6 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
     def __init__(self, *args: Any, history_turns: Any = DEFAULT_HISTORY_TURNS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.history_turns = max(0, int(history_turns if history_turns not in (None, "") else DEFAULT_HISTORY_TURNS))
-        from channels import rasa_speedups
-
-        rasa_speedups.install()  # this store is what every Waypoint Rasa server loads
         if self.engine.dialect.name == "sqlite":
             self._tune_sqlite()
 

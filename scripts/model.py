@@ -20,7 +20,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 MODEL = MODELS / "waypoint.tar.gz"
 FINGERPRINT = MODELS / "waypoint.fingerprint"
-INPUTS = ["config.yml", "domain.yml", "data/nlu", "data/rules", "data/stories", "components",
+INPUTS = ["config.yml", "domain.yml", "data/nlu", "data/rules", "data/stories", "data/languages.yml",
+          "data/lexicons", "components", "content/languages.py", "content/text.py", "content/nlu_files.py",
           "requirements.lock"]
 IGNORED_PARTS = {"__pycache__"}
 
@@ -30,8 +31,8 @@ def input_files():
         path = ROOT / entry
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
-            if IGNORED_PARTS & set(file.parts) or file.name.startswith("emergency_"):
-                continue  # emergency lexicons are read at run time, not trained on
+            if IGNORED_PARTS & set(file.parts) or (file.parent.parent.name == "lexicons" and file.name != "markers.yml"):
+                continue  # crisis and signal lexicons are read at run time, not trained on
             yield file
 
 
@@ -50,9 +51,8 @@ def ensure() -> int:
         return 0
     print("Training the model (data, config or domain changed)...", flush=True)
     started = time.monotonic()
-    rasa = pathlib.Path(sys.executable).parent / "rasa"
-    result = subprocess.run([str(rasa), "train", "--fixed-model-name", "waypoint", "--out", str(MODELS),
-                             "--force"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run([sys.executable, "-m", "plugins.launch", "train", "--fixed-model-name", "waypoint",
+                             "--out", str(MODELS), "--force"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if result.returncode != 0:
         print("error: training failed (see above)", file=sys.stderr)
         return result.returncode

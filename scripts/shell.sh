@@ -8,4 +8,4 @@ VENV=${WAYPOINT_VENV:-.venv}
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 "$VENV/bin/python" scripts/wait_ready.py "http://127.0.0.1:$WAYPOINT_ACTIONS_PORT/health"
-"$VENV/bin/rasa" shell --model models/waypoint.tar.gz --endpoints endpoints.yml
+"$VENV/bin/python" -m plugins.launch shell --model models/waypoint.tar.gz --endpoints endpoints.yml

@@ -13,7 +13,7 @@ export WAYPOINT_VAR="$(mktemp -d)"   # tests never touch the developer's var/
 export WAYPOINT_TRACKER_DB="$WAYPOINT_VAR/tracker.db" WAYPOINT_STATE_DB="$WAYPOINT_VAR/waypoint.db"
 
 echo "== content files"
-"$PY" -m actions.content
+"$PY" -m content
 echo "== rasa data validate (no errors, no warnings)"
 "$RASA" data validate --fail-on-warnings --quiet
 echo "== conversation tests (tests/stories, every language)"

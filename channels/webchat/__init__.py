@@ -14,13 +14,14 @@ mounts the channel's blueprint under ``/webhooks/webchat/``:
   closes an open hand-off.
 - ``POST /webhooks/webchat/poll`` ``{"sender"}`` returns ``{"messages": [...],
   "handoff": "waiting" | "live" | null}``: what a counsellor wrote since the last
-  poll (held in memory only, channels/operators.py). The webhook's answer ends
+  poll (handoff/queues.py). The webhook's answer ends
   with ``{"handoff": state}`` while a hand-off is waiting or live (and once with
   null when it ends); the page polls every 3 s only then, and shows a "Stop
   waiting" / "End chat" control that sends ``/cancel`` / ``/end``.
 - ``GET /webhooks/webchat/static/<file>``: the page's own CSS, JS and icon,
-  from ``channels/web/``; ``GET /webhooks/webchat/i18n.js``: the page's words
-  in five languages, made from the ``webchat_*`` keys of data/messages.yml.
+  from ``channels/webchat/static/``; ``GET /webhooks/webchat/i18n.js``: the
+  languages (data/languages.yml) and the page's words in each, made from the
+  ``webchat_*`` keys of data/messages.yml.
 - ``GET /chat``: the page, added to the app itself when the blueprint is
   registered (a blueprint's routes all live under its prefix).
 
@@ -65,12 +66,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from channels import tracker_store
+from channels import base
+from channels.base import RateLimiter, SlidingWindow  # noqa: F401 - part of this channel's interface
+from content import languages
+from content.texts import text as message
 
 logger = logging.getLogger(__name__)
 
-LANGUAGES = ("en", "id", "ms", "vi", "th")
-WEB_DIR = pathlib.Path(__file__).resolve().parent / "web"
+WEB_DIR = pathlib.Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml", ".png": "image/png"}
 SENDER_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -84,9 +87,11 @@ DEFAULTS = {"exit_url": "https://www.google.com/search?q=weather", "origins": ""
 # -- settings -----------------------------------------------------------------
 
 def _setting(credentials: Dict[str, Any], key: str) -> Any:
-    env = os.environ.get(f"WAYPOINT_WEBCHAT_{key.upper()}")
-    if env not in (None, ""):
-        return env
+    from content import settings
+
+    name = f"WAYPOINT_WEBCHAT_{key.upper()}"
+    if settings.get(name) != settings.BY_NAME[name].default:
+        return settings.get(name)
     value = credentials.get(key)
     return DEFAULTS[key] if value in (None, "") else value
 
@@ -115,122 +120,35 @@ def _exit_url(value: Any) -> str:
     return url
 
 
-# -- rate limits ----------------------------------------------------------------
-
-class SlidingWindow:
-    """At most ``limit`` events per key in any ``window`` seconds, in memory."""
-
-    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 200_000):
-        self.limit, self.window, self.max_keys = limit, window, max_keys
-        self.events: Dict[str, Deque[float]] = {}
-        self._calls = 0
-
-    def _recent(self, key: str, now: float) -> Deque[float]:
-        times = self.events.get(key)
-        if times is None:
-            return collections.deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def full(self, key: str, now: float) -> bool:
-        return self.limit > 0 and len(self._recent(key, now)) >= self.limit
-
-    def add(self, key: str, now: float) -> None:
-        self._calls += 1
-        if self._calls % 1000 == 0 or len(self.events) >= self.max_keys:
-            self.prune(now)
-        self.events.setdefault(key, collections.deque()).append(now)
-
-    def prune(self, now: float) -> None:
-        for key in list(self.events):
-            if not self._recent(key, now):
-                del self.events[key]
-        while len(self.events) >= self.max_keys:  # still full of active keys: drop the oldest
-            del self.events[next(iter(self.events))]
-
-
-class RateLimiter:
-    def __init__(self, per_session: int, per_address: int, window: float = 60.0):
-        self.sessions = SlidingWindow(per_session, window)
-        self.addresses = SlidingWindow(per_address, window)
-        self._key = os.urandom(16)  # addresses are hashed with a key that dies with the process
-
-    def address_key(self, address: str) -> str:
-        return hmac.new(self._key, address.encode(), hashlib.sha256).hexdigest()[:24]
-
-    def allow(self, session: str, address: str, now: Optional[float] = None) -> bool:
-        """Counts the message and says yes, or says no without counting it."""
-        now = time.monotonic() if now is None else now
-        address = self.address_key(address)
-        if self.sessions.full(session, now) or self.addresses.full(address, now):
-            return False
-        self.sessions.add(session, now)
-        self.addresses.add(address, now)
-        return True
-
-
 # -- texts --------------------------------------------------------------------
 
-def _messages() -> Dict[str, Dict[str, str]]:
-    from actions.content import get_content
-
-    return get_content().messages
-
-
-def message(key: str, language: str, **values: Any) -> str:
-    texts = _messages()[key]
-    text = texts.get(language) or texts["en"]
-    return text.format(**values) if values else text
-
-
 def i18n_script() -> str:
-    """The page's dictionary: every ``webchat_*`` message, per language, as JS."""
-    words: Dict[str, Dict[str, str]] = {lang: {} for lang in LANGUAGES}
-    for key, texts in _messages().items():
+    """The page's languages (the registry) and its words in each (every
+    ``webchat_*`` message of data/messages.yml), as JS."""
+    from content.loader import get_content
+
+    words: Dict[str, Dict[str, str]] = {lang: {} for lang in languages.CODES}
+    for key, texts in get_content().messages.items():
         if key.startswith("webchat_") and "{" not in "".join(texts.values()):
-            for lang in LANGUAGES:
-                words[lang][key[len("webchat_"):]] = texts.get(lang) or texts.get("en", "")
-    payload = json.dumps(words, ensure_ascii=False, sort_keys=True).replace("<", "\\u003c")
-    return f"window.WAYPOINT_I18N = {payload};\n"
+            for lang in languages.CODES:
+                words[lang][key[len("webchat_"):]] = texts.get(lang) or texts.get(languages.DEFAULT, "")
+    listed = [{"code": lang.code, "name": lang.native_name, "script": lang.script} for lang in languages.REGISTRY]
+    words_js = json.dumps(words, ensure_ascii=False, sort_keys=True).replace("<", "\\u003c")
+    listed_js = json.dumps(listed, ensure_ascii=False).replace("<", "\\u003c")
+    return f"window.WAYPOINT_LANGUAGES = {listed_js};\nwindow.WAYPOINT_I18N = {words_js};\n"
 
 
 def language_code(value: Any) -> Optional[str]:
-    """``"ms-MY"`` -> ``"ms"``; anything else outside the five -> None."""
-    if not isinstance(value, str):
-        return None
-    code = value.strip().lower().replace("_", "-").split("-")[0]
-    return code if code in LANGUAGES else None
+    """``"ms-MY"`` -> ``"ms"``; anything else that is not one of ours -> None."""
+    return languages.normalise_hint(value) if isinstance(value, str) else None
 
 
 async def conversation_language(request: Request, sender_id: str, hint: Optional[str]) -> str:
     """The conversation's ``language`` slot, else the page's choice, else English."""
-    try:
-        tracker = await request.app.ctx.agent.tracker_store.retrieve(sender_id)
-        slot = tracker.get_slot("language") if tracker else None
-    except Exception as error:  # noqa: BLE001 - a kind answer must not depend on the store
-        logger.warning("webchat: could not read the conversation's language (%s)", type(error).__name__)
-        slot = None
-    return slot if slot in LANGUAGES else hint or "en"
+    return await base.conversation_language(request.app.ctx.agent, sender_id, hint)
 
 
-def visible(messages: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """What the page may show: text and buttons; never markers or other custom payloads."""
-    shown = []
-    for msg in messages:
-        custom = msg.get("custom")
-        if custom is not None and (tracker_store.is_marker(custom) or isinstance(custom, dict)):
-            continue
-        item: Dict[str, Any] = {}
-        if isinstance(msg.get("text"), str) and msg["text"]:
-            item["text"] = msg["text"]
-        buttons = [{"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
-                   for b in msg.get("buttons") or [] if isinstance(b, dict) and b.get("payload")]
-        if buttons:
-            item["buttons"] = buttons
-        if item:
-            shown.append(item)
-    return shown
+visible = base.visible
 
 
 # -- HTTP helpers -----------------------------------------------------------------
@@ -264,41 +182,8 @@ def client_address(request: Request) -> str:
 
 
 def handoff_relay(request: Request) -> Any:
-    """The hand-off relay of this server (channels/operators.py)."""
-    from channels import operators
-
-    relay = operators.get_relay()
-    relay.app = request.app
-    return relay
-
-
-async def after_turn(relay: Any, sender_id: str, messages: List[Dict[str, Any]], channel_name: str) -> Optional[str]:
-    """Acts on the turn's markers (a new hand-off case, "delete my data");
-    returns the hand-off's state for the page."""
-    from channels import operators
-
-    case_id = operators.marker_case(messages)
-    if case_id:
-        await relay.case_requested(sender_id, case_id, channel_name)
-    if operators.marker_case(messages, "forget_conversation"):
-        await relay.forget(sender_id)
-    return relay.state_of(sender_id)
-
-
-async def forget_everything(agent: Any, sender_id: str, relay: Any = None) -> None:
-    """What "delete my data" deletes: the conversation and any hand-off case of it."""
-    if relay is not None:
-        try:
-            await relay.forget(sender_id)  # an open hand-off closes; its relayed messages go
-        except Exception as error:  # noqa: BLE001 - the deletion itself must go on
-            logger.error("webchat: hand-off relay failed (%s)", type(error).__name__)
-    async with agent.lock_store.lock(sender_id):  # not while a message of it is being handled
-        await tracker_store.forget(agent.tracker_store, sender_id)
-    from actions import store
-
-    removed = await asyncio.get_running_loop().run_in_executor(None, store.delete_for_sender, sender_id)
-    if removed:
-        logger.info("webchat: %d hand-off case(s) removed", removed)
+    """The hand-off relay of this server (handoff/relay.py)."""
+    return base.relay_for(request.app)
 
 
 class WebChatInput(InputChannel):
@@ -469,17 +354,16 @@ class WebChatInput(InputChannel):
             collector = CollectingOutputChannel()
             user_message = UserMessage(text, collector, sender_id, input_channel=channel.name(),
                                        metadata={"language_hint": hint} if hint else None)
-            try:
-                await on_new_message(user_message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - answered kindly, logged without text
-                logger.error("webchat: the message could not be handled (%s)", type(error).__name__)
+            if not await base.run_turn(on_new_message, user_message, channel.name()):
                 language = await conversation_language(request, sender_id, hint)
-                return response.json([{"text": message("webchat_error", language)}], status=503)
-            replies = before + visible(collector.messages)
+                return response.json(before + [{"text": message("webchat_error", language)}], status=503)
+            shown = visible(collector.messages)
+            if not shown and not base.marker(collector.messages, base.FORGET):
+                logger.warning("webchat: the assistant produced no reply; the user is told")
+                shown = [base.sorry(await conversation_language(request, sender_id, hint))]
+            replies = before + shown
             try:
-                state = await after_turn(relay, sender_id, collector.messages, channel.name())
+                state = await base.after_turn(relay, sender_id, collector.messages, channel.name())
             except Exception as error:  # noqa: BLE001
                 logger.error("webchat: hand-off relay failed (%s)", type(error).__name__)
                 state = None
@@ -508,7 +392,7 @@ class WebChatInput(InputChannel):
             if channel.limiter.addresses.full(channel.limiter.address_key(client_address(request)), time.monotonic()):
                 return response.json({"error": "rate limited"}, status=429)
             try:
-                await forget_everything(request.app.ctx.agent, sender_id, handoff_relay(request))
+                await base.forget_everything(request.app.ctx.agent, sender_id, handoff_relay(request))
             except Exception as error:  # noqa: BLE001
                 logger.error("webchat: conversation not deleted (%s)", type(error).__name__)
                 return response.json({"error": "not deleted"}, status=503)

@@ -5,8 +5,12 @@
   'use strict';
 
   var KEY = 'waypoint-chat';
-  var LANGUAGES = ['en', 'id', 'ms', 'vi', 'th'];
-  var NATIVE = {en: 'English', id: 'Bahasa Indonesia', ms: 'Bahasa Melayu', vi: 'Tiếng Việt', th: 'ภาษาไทย'};
+  // The languages come from the server (i18n.js, made from data/languages.yml).
+  var LISTED = window.WAYPOINT_LANGUAGES || [{code: 'en', name: 'English'}];
+  var LANGUAGES = LISTED.map(function (l) { return l.code; });
+  var NATIVE = {};
+  LISTED.forEach(function (l) { NATIVE[l.code] = l.name; });
+  var DEFAULT_LANGUAGE = LANGUAGES[0];
   var WEBHOOK = '/webhooks/webchat/webhook';
   var DELETE = '/webhooks/webchat/delete';
   var POLL = '/webhooks/webchat/poll';
@@ -20,6 +24,13 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var log = $('log'), input = $('message'), form = $('composer'), picker = $('language');
+  LISTED.forEach(function (l) {
+    var option = document.createElement('option');
+    option.value = l.code;
+    option.setAttribute('lang', l.code);
+    option.textContent = l.name;
+    picker.appendChild(option);
+  });
   var notice = $('notice'), writing = $('writing');
   var deleteButton = $('delete'), confirmBox = $('confirm');
   var handoffBox = $('handoff'), handoffStatus = $('handoff-status'), handoffButton = $('handoff-action');
@@ -44,7 +55,7 @@
     if (!saved || typeof saved.session !== 'string' || !Array.isArray(saved.messages)) {
       saved = {session: newSession(), lang: initialLanguage(), messages: []};
     }
-    if (LANGUAGES.indexOf(saved.lang) < 0) saved.lang = 'en';
+    if (LANGUAGES.indexOf(saved.lang) < 0) saved.lang = DEFAULT_LANGUAGE;
     return saved;
   }
 
@@ -60,13 +71,13 @@
       var code = String(wanted[i] || '').toLowerCase().split(/[-_]/)[0];
       if (LANGUAGES.indexOf(code) >= 0) return code;
     }
-    return 'en';
+    return DEFAULT_LANGUAGE;
   }
 
   // -- words ------------------------------------------------------------------
 
   function t(key) {
-    return (WORDS[state.lang] && WORDS[state.lang][key]) || (WORDS.en && WORDS.en[key]) || '';
+    return (WORDS[state.lang] && WORDS[state.lang][key]) || (WORDS[DEFAULT_LANGUAGE] && WORDS[DEFAULT_LANGUAGE][key]) || '';
   }
 
   function applyLanguage() {
