@@ -1,63 +1,27 @@
-"""Session start, the shared base of Waypoint's actions, and the generic reply."""
+"""Session start and the small turns of a conversation: greetings, thanks,
+goodbye, "are you a bot?", who the user is, yes or no out of context, not now,
+fear without a question, "stop sending numbers", and questions outside what the
+assistant knows."""
 from __future__ import annotations
 
-import abc
-import logging
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.respond import Reply
-from components.language import UNSUPPORTED_REASONS
+from actions.base import Events, WaypointAction, handler, menu_buttons
+from actions.context import Facts
+from actions.reply import Reply
+from content.texts import button
 
-logger = logging.getLogger(__name__)
-
-CARRIED_SLOTS = ("language", "audience", "country", "is_minor")
-MENU = {
-    "survivor": ["ident.am_i_a_victim", "protect.rights_overview", "protect.documents", "remedy.unpaid_wages", "help.helplines"],
-    "practitioner": ["ident.indicators", "ident.referral_procedure", "ident.interviewing", "child.age_unknown", "help.helplines"],
-}
-
-
-def proposal(tracker: Tracker) -> Dict[str, Any]:
-    return (tracker.latest_message or {}).get("language_id") or {}
-
-
-class WaypointAction(Action, abc.ABC):
-    """Base class: says the session's short introduction before the first answer
-    of a session, and answers an unsupported language with a language choice.
-    Abstract, so the action server does not register it."""
-
-    show_intro = True
-    handles_unsupported_language = True
-
-    @abc.abstractmethod
-    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
-        """What the action says; returns its events."""
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> List[Dict[Text, Any]]:
-        reply = Reply(dispatcher, tracker, domain)
-        events: List[Dict[Text, Any]] = []
-        if self.show_intro and not tracker.get_slot("intro_shown"):
-            reply.say("intro")
-            events.append(SlotSet("intro_shown", True))
-        if self.handles_unsupported_language and proposal(tracker).get("reason") in UNSUPPORTED_REASONS:
-            from actions.language import language_buttons
-
-            reply.say("unsupported_language", buttons=language_buttons())
-            return events
-        return events + (await self.respond(reply, tracker) or [])
-
-    @staticmethod
-    def menu_buttons(reply: Reply) -> List[Dict[str, str]]:
-        return reply.topic_buttons(MENU.get(reply.audience, MENU["survivor"]))
+# Carried into a new session: what the user told us about themselves.
+CARRIED_SLOTS = ("language", "audience", "country", "nationality", "is_minor", "numbers_muted")
 
 
 class ActionSessionStart(Action):
-    """A new session keeps only the language, audience, country and age the user
-    gave; everything else starts empty."""
+    """A new session keeps only the language, audience, country, nationality,
+    age and "no more numbers" the user gave; everything else starts empty."""
 
     def name(self) -> Text:
         return "action_session_start"
@@ -72,24 +36,51 @@ class ActionSessionStart(Action):
         return events
 
 
-class ActionIntro(WaypointAction):
-    """The session's introduction, once, before a reply that is a plain response
-    (rules: ``action_intro`` then ``utter_greet`` etc.)."""
+SIMPLE = {"greet": "greet", "goodbye": "goodbye", "thank": "thank", "bot_challenge": "bot_challenge"}
 
-    def name(self) -> Text:
-        return "action_intro"
 
-    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
+@handler("small_talk")
+async def small_talk(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    intent = turn.intent or ""
+    if intent in SIMPLE:
+        buttons = [reply.person_button()] if intent == "bot_challenge" else (
+            menu_buttons(reply) if intent == "greet" else [])
+        reply.say(SIMPLE[intent], buttons=buttons)
         return []
+    if intent == "identify_as_practitioner" and "survivor_role" in turn.signals:
+        intent = "identify_as_survivor"  # "I'm not a social worker, I'm the victim"
+    if intent == "identify_as_practitioner":
+        if tracker.get_slot("audience") == "practitioner":
+            reply.say("audience_practitioner", buttons=menu_buttons(reply))
+        else:  # a role statement the role lexicon did not confirm: asked, not assumed
+            reply.say("audience_check", buttons=[
+                button(reply.text("label_i_work_with_victims"), "/identify_as_practitioner"),
+                button(reply.text("label_i_need_help"), "/identify_as_survivor")])
+        return []
+    if intent == "identify_as_survivor":
+        reply.say("audience_survivor", buttons=menu_buttons(reply))
+        return [SlotSet("audience", "survivor")] if tracker.get_slot("audience") != "survivor" else []
+    if intent == "request_fewer_numbers":
+        reply.say("fewer_numbers", buttons=[reply.person_button()])
+        return [SlotSet("numbers_muted", True)]
+    if intent == "express_distress":
+        reply.say("distress", buttons=[reply.danger_button(), reply.person_button()]
+                  + reply.topic_buttons(["help.safety_planning"], with_person=False))
+        return []
+    if intent in ("not_now", "deny"):
+        reply.say("not_now" if intent == "not_now" else "ok_menu", buttons=menu_buttons(reply))
+        return [SlotSet("pending_question", None), SlotSet("pending_topic", None)]
+    if intent == "out_of_scope":
+        reply.say("out_of_scope", buttons=menu_buttons(reply))
+        return []
+    reply.say("menu", buttons=menu_buttons(reply))
+    return []
 
 
 class ActionReply(WaypointAction):
-    """"Yes"/"no" out of context and out-of-scope messages: what I can help with."""
+    """The small turns (module docstring)."""
+
+    handler_name = "small_talk"
 
     def name(self) -> Text:
         return "action_reply"
-
-    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
-        intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
-        reply.say("out_of_scope" if intent == "out_of_scope" else "menu", buttons=self.menu_buttons(reply))
-        return []

@@ -1,22 +1,29 @@
-"""Delete my data, and redaction of anything kept beyond the live conversation."""
+"""Delete my data (a request: done at once) and questions about data (answered,
+with a button to delete), and redaction of anything kept beyond the
+conversation."""
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Dict, List, Text
+from typing import Any, Dict, Text
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import Restarted
+from rasa_sdk.events import Restarted, SlotSet
 
-from actions import store
-from actions.conversation import WaypointAction
-from actions.respond import Reply
+from actions.base import Events, WaypointAction, dispatch, handler
+from actions.context import Facts
+from actions.reply import Reply
+from content import settings
+from content.texts import button
 
 logger = logging.getLogger(__name__)
 
-# The channels see this marker among the bot's messages and then delete the
-# conversation from the tracker store (channels/forget.py); it never reaches a user.
-FORGET_MARKER = {"waypoint": "forget_conversation"}
+# The Rasa server sees this marker among the bot's messages: its tracker store
+# deletes the conversation (plugins/tracker_store.py), its channels delete any
+# hand-off case and both sides of a chat where the platform allows; it never
+# reaches a user. It carries the conversation's language, so the next message
+# after a deletion is still answered in it (kept in memory only, briefly).
+FORGET = "forget_conversation"
 
 REDACTIONS = [
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
@@ -32,16 +39,40 @@ def redact(text: str) -> str:
     return text
 
 
+@handler("delete")
+async def delete(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    logger.info("delete requested")
+    channel = tracker.get_latest_input_channel() or ""
+    reply.say("deleted_app_copy" if channel in ("messenger", "whatsapp") else "deleted")
+    reply.marker({"waypoint": FORGET, "language": reply.language})
+    return [Restarted()]
+
+
+@handler("explain_deletion")
+async def explain_deletion(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    reply.say("about_deletion", days=settings.get("WAYPOINT_RETENTION_DAYS"),
+              buttons=[button(reply.text("label_delete_now"), "/request_data_deletion")])
+    return [SlotSet("topic", "help.delete_my_data")]
+
+
 class ActionDeleteData(WaypointAction):
+    handler_name = "delete"
     show_intro = False
-    handles_unsupported_language = False
 
     def name(self) -> Text:
         return "action_delete_data"
 
-    async def respond(self, reply: Reply, tracker: Tracker) -> List[Dict[Text, Any]]:
-        removed = store.delete_for_sender(tracker.sender_id)
-        logger.info("delete requested: %d hand-off case(s) removed", removed)
-        reply.say("deleted")
-        reply.dispatcher.utter_message(json_message=FORGET_MARKER)
-        return [Restarted()]
+
+class ActionExplain(WaypointAction):
+    """Questions about the service (data, a person): answered, never acted on."""
+
+    handler_name = "explain"
+
+    def name(self) -> Text:
+        return "action_explain"
+
+
+@handler("explain")
+async def explain(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    return await dispatch("explain_human" if turn.intent == "ask_about_human" else "explain_deletion",
+                          reply, tracker, turn)

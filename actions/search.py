@@ -9,9 +9,10 @@ from collections import Counter
 
 from typing import Dict, Iterable, List, Tuple
 
-from actions.content import LANGUAGES, Content, intent_for_topic, project_root
-from components.language import nlu_examples
-from components.textnorm import strip_accents, words
+from content.languages import CODES as LANGUAGES
+from content.loader import Content, intent_for_topic
+from content.nlu_files import nlu_examples, training_files
+from content.text import strip_accents, words
 
 
 def search_tokens(text: str, language: str) -> List[str]:
@@ -45,7 +46,7 @@ class BM25:
 
 def _examples_by_intent(language: str) -> Dict[str, List[str]]:
     by_intent: Dict[str, List[str]] = {}
-    for path in sorted((project_root() / "data" / "nlu" / language).glob("*.yml")):
+    for path in training_files(language):
         for text, intent, _ in nlu_examples(path):
             by_intent.setdefault(intent, []).append(text)
     return by_intent

@@ -1,0 +1,154 @@
+"""Crises first: danger now, thoughts of self-harm, a child, someone writing
+for another person. Numbers come first, without an introduction or a question
+before them; only VERIFIED numbers (data/helplines.yml), the user's country's
+when known, every country's on one short screen otherwise.
+
+- Danger now: one message with the numbers (police or the general number,
+  then ambulance, then the anti-trafficking line; the home country's line for
+  citizens abroad when the user said where they are from), then the safety
+  steps by situation (help.emergency's guide text), then the offer of a person.
+- Self-harm: short and calm; the crisis lines (never police numbers, unless
+  others are a danger too, then both); the guide's words; a person now.
+- The same crisis again in a session: a short reply (I'm here; the first
+  numbers; a person?), not the whole block again. "Stop sending numbers" is
+  respected: one line only.
+- A child writing: the child answer and the country's child line (its
+  emergency numbers, said plainly, where no child line is verified).
+- Someone writing for a child or another adult: spoken to them, about the
+  person, with the numbers to call for that person; never marked a minor.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Text
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+
+from actions.base import Events, WaypointAction, handler
+from actions.context import Facts
+from actions.reply import Reply
+from content import helplines
+
+logger = logging.getLogger(__name__)
+
+
+def _place(tracker: Tracker, turn: Facts) -> Any:
+    """The country the numbers are for: where the message says, else the conversation's."""
+    return turn.places.located or (turn.places.only_place if turn.places.places else None) or tracker.get_slot("country")
+
+
+def _numbers(reply: Reply, need: str, country: Any, nationality: Any) -> None:
+    known = country in reply.content.countries
+    if country and known:
+        reply.numbers(need, country, nationality)
+    else:
+        reply.send(helplines.compact_text(reply.content, need, reply.language, nationality))
+
+
+def _ask_where(reply: Reply, tracker: Tracker, country: Any, topic: str) -> Events:
+    """After the numbers: which country (when unknown), or, in a country we have
+    no numbers for, which country the user is from (its line for citizens abroad)."""
+    if country in reply.content.countries:
+        if tracker.get_slot("nationality"):
+            reply.say("offer_person_now", buttons=[reply.person_button()])
+            return []
+        return reply.ask_home(topic)
+    return reply.ask_country(topic, key="crisis_ask_country", with_person=True)
+
+
+@handler("crisis")
+async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    kinds = set(data.get("kinds") or ["danger"])
+    self_harm = "self_harm" in kinds
+    topic = "help.self_harm" if self_harm else "help.emergency"
+    country, nationality = _place(tracker, turn), tracker.get_slot("nationality")
+    count = int(tracker.get_slot("crisis_count") or 0)
+    events: Events = [SlotSet("topic", topic), SlotSet("intro_shown", True), SlotSet("crisis_count", float(count + 1)),
+                      SlotSet("answered", f"{topic}:short")]
+    need = "crisis" if self_harm else "emergency"
+    known = country in reply.content.countries and any(h.country == country for h in reply.content.helplines)
+    if data.get("country_only"):  # the country given after the numbers: that country's, in full
+        _numbers(reply, need, country, nationality)
+        if self_harm and "danger" in kinds:
+            _numbers(reply, "emergency", country, nationality)
+        reply.say("offer_person_now", buttons=[reply.person_button()])
+        return events
+    if tracker.get_slot("numbers_muted") or count >= 1:
+        first = helplines.first_numbers(reply.content, need, country) if known else ""
+        key = ("self_harm_again" if self_harm else "crisis_again") + ("" if first else "_no_number")
+        reply.say(key, numbers=first, buttons=[reply.person_button(), reply.danger_button()] if not self_harm
+                  else [reply.person_button()])
+        return events
+    if self_harm:
+        reply.say("self_harm_now")
+        _numbers(reply, "crisis", country, nationality)
+        if "danger" in kinds:
+            _numbers(reply, "emergency", country, nationality)
+        guide = reply.content.guides.get("help.self_harm")
+        if guide is not None:
+            reply.send(guide.text(reply.language, "survivor"))
+    else:
+        _numbers(reply, "emergency", country, nationality)
+        if tracker.get_slot("is_minor") and known:
+            reply.numbers("child", country, None)
+        guide = reply.content.guides.get("help.emergency")
+        if guide is not None:
+            reply.send(guide.text(reply.language, "survivor"))
+    if not known:
+        return events + _ask_where(reply, tracker, country, topic)
+    reply.say("offer_person_now", buttons=[reply.person_button()])
+    return events
+
+
+@handler("minor")
+async def minor(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    country = _place(tracker, turn)
+    events: Events = [SlotSet("is_minor", True), SlotSet("topic", "child.child_victims"),
+                      SlotSet("answered", "child.child_victims:short")]
+    reply.say("minor")
+    if country in reply.content.countries:
+        reply.numbers("child", country, tracker.get_slot("nationality"))
+        reply.say("offer_person", buttons=reply.topic_buttons(["child.child_victims", "help.safety_planning"]))
+        return events
+    reply.send(helplines.compact_text(reply.content, "child", reply.language))
+    return events + _ask_where(reply, tracker, country, "help.helplines")
+
+
+@handler("report_for_other")
+async def report_for_other(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
+    child = bool(data.get("child"))
+    country = _place(tracker, turn)
+    events: Events = [SlotSet("reporting_for", "child" if child else "adult"),
+                      SlotSet("topic", "child.child_victims" if child else "ident.am_i_a_victim")]
+    if data.get("next_steps"):
+        reply.say("reporter_next_steps_child" if child else "reporter_next_steps",
+                  buttons=[reply.person_button()])
+        return events
+    reply.say("reporter_child" if child else "reporter_adult")
+    need = "child" if child else "report"
+    if data.get("danger") and country in reply.content.countries:
+        reply.numbers("emergency", country, None)
+    if country in reply.content.countries:
+        reply.numbers(need, country, None)
+        reply.say("reporter_offer", buttons=[reply.person_button()])
+        return events
+    reply.send(helplines.compact_text(reply.content, "child" if child else "emergency", reply.language))
+    return events + reply.ask_country("help.helplines", key="reporter_ask_country")
+
+
+class ActionHandleCrisis(WaypointAction):
+    """Danger now or thoughts of self-harm: numbers first, no introduction before them."""
+
+    handler_name = "crisis"
+    show_intro = False
+
+    def name(self) -> Text:
+        return "action_handle_crisis"
+
+
+class ActionAcknowledgeMinor(WaypointAction):
+    handler_name = "minor"
+
+    def name(self) -> Text:
+        return "action_acknowledge_minor"
