@@ -20,9 +20,10 @@ BUTTON_RE = re.compile(r"^/[A-Za-z0-9_]+(\{.*\})?$", re.DOTALL)
 QUESTION_START_RE = re.compile(r"^(?:what|how|can|could|is|are|do|does|did|will|would|should|where|who|when|why|"
                                r"apa|apakah|bagaimana|gimana|gmn|macam mana|camne|mcm mana|bisa|boleh|kenapa|mengapa|"
                                r"berapa|bila|kapan|siapa|di mana|dimana|kat mana)\b", re.IGNORECASE)
-QUESTION_END_RE = re.compile(r"(?:\b(?:không|khong|ko|k|chưa|chua|sao|nào|nao|gì|gi|hả|ha|ke|kah|tak)|"
-                             r"ไหม|มั้ย|มั๊ย|เหรอ|หรอ|หรือเปล่า|หรือไม่|ยังไง|อย่างไร|ป่าว)"
-                             r"\s*(?:ครับ|คะ|ค่ะ|จ้า|นะ|a|ạ|ah)?\W*$", re.IGNORECASE)
+QUESTION_END_RE = re.compile(r"\b(?:không|khong|ko|k|chưa|chua|sao|nào|nao|gì|gi|hả|ha|ke|kah|tak)"
+                             r"\s*(?:a|ạ|ah)?\W*$", re.IGNORECASE)
+# Thai asks with a particle, often mid-message and without a question mark.
+THAI_QUESTION_RE = re.compile(r"ไหม|มั้ย|มั๊ย|เหรอ|หรอ|หรือเปล่า|หรือไม่|ยังไง|อย่างไร|ป่าว|ได้รึเปล่า")
 DIGITS_RE = re.compile(r"^[\s+()\-.\d]{3,}$")
 
 
@@ -47,7 +48,8 @@ class Facts:
     @property
     def is_question(self) -> bool:
         text = self.text.strip()
-        return "?" in text or "？" in text or bool(QUESTION_START_RE.match(text) or QUESTION_END_RE.search(text))
+        return "?" in text or "？" in text or bool(QUESTION_START_RE.match(text) or QUESTION_END_RE.search(text)
+                                                   or THAI_QUESTION_RE.search(text))
 
     @property
     def n_words(self) -> int:
@@ -68,12 +70,12 @@ class Facts:
 
 
 @functools.lru_cache(maxsize=256)
-def _read(text: str) -> Tuple[FrozenSet[str], Any]:
+def _read(text: str, language: Optional[str]) -> Tuple[FrozenSet[str], Any]:
     from content.places import find
 
     if BUTTON_RE.match(text.strip()):
         return frozenset(), find(get_content(), "")
-    return lexicons.signals(text), find(get_content(), text)
+    return lexicons.signals(text, language), find(get_content(), text)
 
 
 def facts(tracker: Tracker) -> Facts:
@@ -83,7 +85,9 @@ def facts(tracker: Tracker) -> Facts:
     ranking = tuple((str(r.get("name")), float(r.get("confidence") or 0.0))
                     for r in latest.get("intent_ranking") or [] if r.get("name"))
     override = latest.get("emergency_override") or {}
-    signals, places = _read(text[:20000])
+    proposal = latest.get("language_id") or {}
+    language = tracker.get_slot("language") or (proposal.get("language") if isinstance(proposal, dict) else None)
+    signals, places = _read(text[:20000], language)
     return Facts(
         text=text,
         intent=intent.get("name"),

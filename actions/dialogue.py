@@ -27,12 +27,12 @@ and the slots; bench/conversations.py measures them on whole conversations
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Tracker
 
 from actions.context import Facts
+from content import settings
 from content.helplines import all_numbers
 from content.loader import get_content, intent_for_topic
 
@@ -53,7 +53,7 @@ class Decision:
 
 
 def context_on() -> bool:
-    return os.environ.get("WAYPOINT_DIALOGUE", "on") != "off"
+    return settings.get("WAYPOINT_DIALOGUE") != "off"
 
 
 def topic_of(intent: Optional[str]) -> Optional[str]:

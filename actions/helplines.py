@@ -19,8 +19,13 @@ from content.texts import button
 
 
 def _wanted_country(tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Optional[str]:
-    return data.get("country") or turn.entity("country") or turn.places.located or turn.places.only_place \
-        or tracker.get_slot("country")
+    """The country whose numbers are asked for: a button's, else the one country
+    the message names besides where the user is ("i'm in malaysia, give me thai
+    numbers"), else where the user is."""
+    located = turn.places.located or tracker.get_slot("country")
+    others = turn.places.named - {located} - ({turn.places.home} if turn.places.home == located else set())
+    return data.get("country") or turn.entity("country") or (next(iter(others)) if len(others) == 1 else None) \
+        or turn.places.located or turn.places.only_place or tracker.get_slot("country")
 
 
 @handler("helplines")

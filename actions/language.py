@@ -180,7 +180,7 @@ class ValidateSlotMappings(ValidationAction):
 def _only_a_place(tracker: Tracker) -> bool:
     """A short message that only says where the user is ("i'm in johor now")."""
     turn = facts(tracker)
-    return bool(turn.places.named) and turn.n_words <= 5 and turn.intent in ("inform_country", "nlu_fallback")
+    return bool(turn.places.named) and turn.n_words <= 5 and not turn.proposal.get("unambiguous")
 
 
 @handler("set_language")

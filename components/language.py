@@ -38,7 +38,7 @@ from content.languages import LATIN_CODES as LATIN_LANGUAGES
 from content.languages import UNSUPPORTED_REASONS, normalise_hint  # noqa: F401 - re-exported for the components
 from content.nlu_files import nlu_examples, read_labelled_examples  # noqa: F401 - re-exported
 from content.paths import lexicon_dir
-from content.text import count_letters, latin_words, normalise, strip_accents
+from content.text import count_letters, latin_words, normalise, other_myanmar_script, strip_accents
 
 # Words used in chat whatever the language: a message made only of them says
 # nothing about the language (the hint, or English, is the best guess, and the
@@ -153,6 +153,10 @@ class LanguageScorer:
         n_words = len(text.split())
         letters = count_letters(text)
         script, count = _main_script(text)
+        if script == "myanmar" and count * 2 >= letters and other_myanmar_script(text):
+            # Shan, Mon, Karen ... in the Myanmar script: said honestly, in Burmese when we have it.
+            lang = "my" if languages.is_supported("my") else (hint or languages.DEFAULT)
+            return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "unsupported language")
         if script is not None and count * 2 >= letters:
             own = languages.languages_of_script(script)
             if len(own) == 1:

@@ -19,7 +19,7 @@ from components.intents import IntentModel, feature_text
 from components.language import LanguageScorer
 from content import languages, lexicons
 from content.languages import normalise_hint
-from content.text import WORD_RE, SEGMENTERS, language_of_script
+from content.text import WORD_RE, SEGMENTERS, language_of_script, myanmar_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ class LanguageIdentifier(TrainedComponent):
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         # Training examples carry their true language: the tokenizer uses it.
         for message in training_data.training_examples:
+            text = message.get(TEXT)
+            if isinstance(text, str) and text != myanmar_unicode(text):
+                message.set(TEXT, myanmar_unicode(text))  # Zawgyi examples are learnt as Unicode
             lang = training_language(message)
             if lang:
                 message.set(LANGUAGE_ID, {"language": lang, "confidence": 1.0, "unambiguous": True})
@@ -140,9 +143,13 @@ class LanguageIdentifier(TrainedComponent):
             text = message.get(TEXT)
             if not isinstance(text, str) or not text.strip():
                 continue
-            guess = self._trained.identify(text, hint=message_hint(message))
+            unicode_text = myanmar_unicode(text)
+            if unicode_text != text:  # Burmese typed in Zawgyi: every later component reads Unicode
+                message.set(TEXT, unicode_text)
+            guess = self._trained.identify(unicode_text, hint=message_hint(message))
             proposal = guess.as_dict()
             proposal["hint"] = message_hint(message)
+            proposal["zawgyi"] = unicode_text != text
             message.set(LANGUAGE_ID, proposal, add_to_output=True)
         return messages
 

@@ -23,8 +23,8 @@ pattern is logged by file and position and skipped; the others stay on.
 
 Long messages: a long account of what happened is not an emergency now. In a
 message of more than ``LONG_MESSAGE`` characters, a danger pattern counts only in
-its last two sentences or in a sentence that says now, tonight, still ...
-(``present``).
+its last two sentences or, in its last part, in a sentence that says now,
+tonight, still ... (``present``).
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ SIGNALS = ("minor_self", "reporter", "child_other", "practitioner_role", "surviv
 CRISES = ("emergency", "self_harm")
 BUILTIN_EMERGENCY = (r"\bsos\b", r"\bmayday\b")  # universal distress words, whatever the files say
 LONG_MESSAGE = 400
+RECENT_SHARE = 0.25  # the last part of a long message where a sign of now still counts
 ADULT_AGE = 18
 DIGITS = str.maketrans("၀၁၂၃၄၅၆၇၈၉០១២៣៤៥៦៧៨៩໐໑໒໓໔໕໖໗໘໙๐๑๒๓๔๕๖๗๘๙",
                        "0123456789" "0123456789" "0123456789" "0123456789")
@@ -124,12 +125,14 @@ def _sentences(text: str) -> List[str]:
 
 
 def _window(text: str, present: Tuple["re.Pattern[str]", ...]) -> str:
-    """What of a long message may hold a danger now: its last two sentences and
-    every sentence with a sign of now."""
+    """What of a long message may hold a danger now: its last two sentences, and
+    the sentences with a sign of now in its last part (a long account of the
+    past, with "every day" early in it, ends with a question, not a plea)."""
     if len(text) <= LONG_MESSAGE:
         return text
     sentences = _sentences(text)
-    keep = sentences[-2:] + [s for s in sentences[:-2] if any(p.search(s) for p in present)]
+    tail = sentences[int(len(sentences) * (1 - RECENT_SHARE)):-2] if len(sentences) > 2 else []
+    keep = sentences[-2:] + [s for s in tail if any(p.search(s) for p in present)]
     return " ".join(keep)
 
 
@@ -173,11 +176,15 @@ def crisis_kind(text: Optional[str]) -> Optional[str]:
 
 
 def signal(text: Optional[str], name: str, language: Optional[str] = None) -> bool:
-    """Whether a signal of ``signals.yml`` is in ``text`` (in any language, or
-    only ``language``'s family). An ``age`` group must be under 18."""
+    """Whether a signal of ``signals.yml`` is in ``text``: read in ``language``
+    (the conversation's) and English, which people mix into every language; in
+    every language when it is not known. Unlike a crisis, a signal is read in
+    one language: Malay and Indonesian judge shared words differently (whose
+    husband, whose friend). An ``age`` group must be under 18."""
     if not text or not isinstance(text, str):
         return False
-    codes = languages.family_of(language) if language else languages.CODES
+    codes = tuple(dict.fromkeys(c for c in (language, languages.DEFAULT) if languages.is_supported(c))) \
+        if languages.is_supported(language) else languages.CODES
     variants = forms(text)
     for code in codes:
         for pattern in load(code).signals.get(name, ()):

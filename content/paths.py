@@ -1,16 +1,17 @@
 """Where the project and its data live (``WAYPOINT_ROOT``, ``WAYPOINT_DATA_DIR``)."""
 from __future__ import annotations
 
-import os
 import pathlib
+
+from content import settings
 
 
 def project_root() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("WAYPOINT_ROOT") or pathlib.Path(__file__).resolve().parents[1])
+    return pathlib.Path(settings.get("WAYPOINT_ROOT") or pathlib.Path(__file__).resolve().parents[1])
 
 
 def data_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("WAYPOINT_DATA_DIR") or project_root() / "data")
+    return pathlib.Path(settings.get("WAYPOINT_DATA_DIR") or project_root() / "data")
 
 
 def lexicon_dir(language: str) -> pathlib.Path:

@@ -40,6 +40,7 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("WAYPOINT_BREAKER_RESET_SECONDS", "15", "how long the breaker stays open before one call tries the action server again"),
     _s("WAYPOINT_RASA_SPEEDUPS", "1", "0 turns off the Rasa 3.6 patches in plugins/speedups.py (for measuring)"),
     _s("WAYPOINT_LEAN", "1", "0 lets Rasa import every default component (and TensorFlow) as stock Rasa does"),
+    _s("WAYPOINT_DIALOGUE", "on", "off: every turn is read alone, by Rasa's rules only (for measuring the dialogue rules)"),
     _s("SANIC_HOST", "127.0.0.1", "interface the action server listens on"),
     _s("SANIC_PROXIES_COUNT", "", "behind a reverse proxy: how many proxies set X-Forwarded-For (web chat address limits)"),
     _s("SANIC_REAL_IP_HEADER", "", "behind a reverse proxy: the header that carries the client's address"),

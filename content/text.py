@@ -19,9 +19,49 @@ WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 LINK_RE = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 
 
+MYANMAR_RE = re.compile(r"[\u1000-\u109F\uA9E0-\uA9FF\uAA60-\uAA7F]")
+# Letters of the Myanmar script that Burmese does not use, but Shan, Mon, Karen
+# and other languages written in it do (after any Zawgyi has become Unicode).
+OTHER_MYANMAR_RE = re.compile(r"[\u105A-\u1099\u109A-\u109D\uA9E0-\uA9FF\uAA60-\uAA7F]")
+ZAWGYI_THRESHOLD = 0.95
+
+
+@functools.lru_cache(maxsize=1)
+def _zawgyi():
+    """Google's Zawgyi detector and ICU's Zawgyi-to-Unicode transliterator."""
+    import icu
+    from myanmartools import ZawgyiDetector
+
+    return ZawgyiDetector(), icu.Transliterator.createInstance("Zawgyi-my")
+
+
+def zawgyi_probability(text: str) -> float:
+    if not text or not MYANMAR_RE.search(text):
+        return 0.0
+    detector, _ = _zawgyi()
+    return float(detector.get_zawgyi_probability(text))
+
+
+def myanmar_unicode(text: str) -> str:
+    """Burmese typed in the legacy Zawgyi encoding, converted to Unicode (text
+    that is not Zawgyi comes back unchanged). Every reader of a message calls
+    this first (normalise(), the language identifier)."""
+    if not text or not MYANMAR_RE.search(text) or zawgyi_probability(text) < ZAWGYI_THRESHOLD:
+        return text
+    _, converter = _zawgyi()
+    return converter.transliterate(text)
+
+
+def other_myanmar_script(text: str) -> bool:
+    """Myanmar-script text in another language than Burmese (Shan, Mon, Karen ...)."""
+    converted = myanmar_unicode(text)
+    return bool(OTHER_MYANMAR_RE.search(converted))
+
+
 def normalise(text: str) -> str:
-    """NFC, lower case, collapsed whitespace, control characters removed."""
-    text = unicodedata.normalize("NFC", text or "")
+    """Zawgyi as Unicode, NFC, lower case, collapsed whitespace, control and
+    format characters (zero-width spaces, common in Burmese) removed."""
+    text = unicodedata.normalize("NFC", myanmar_unicode(text or ""))
     text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t ")
     return re.sub(r"\s+", " ", text).strip().lower()
 
@@ -87,7 +127,62 @@ def vietnamese_words(text: str) -> List[str]:
     return [w for w in joined.split() if WORD_RE.search(w)]
 
 
-SEGMENTERS = {"words": latin_words, "pythainlp": thai_words, "pyvi": vietnamese_words}
+@functools.lru_cache(maxsize=1)
+def _khmer_tokenize():
+    from khmernltk import word_tokenize
+
+    return word_tokenize
+
+
+def khmer_words(text: str) -> List[str]:
+    """Khmer runs cut into words by khmer-nltk (CRF); other runs by word regex."""
+    return _script_words(text, KHMER_RUN_RE, lambda run: _khmer_tokenize()(run))
+
+
+@functools.lru_cache(maxsize=1)
+def _lao_tokenize():
+    from laonlp.tokenize import word_tokenize
+
+    return word_tokenize
+
+
+def lao_words(text: str) -> List[str]:
+    """Lao runs cut into words by laonlp (dictionary); other runs by word regex."""
+    return _script_words(text, LAO_RUN_RE, lambda run: _lao_tokenize()(run))
+
+
+# A Burmese syllable: a consonant (or independent vowel) and what attaches to
+# it (medials, vowels, tones, asat-killed finals, stacked consonants).
+MYANMAR_SYLLABLE_RE = re.compile(
+    r"(?:[\u1000-\u102A\u103F\u104C-\u104F\u1050-\u1055]"
+    r"(?:\u1039[\u1000-\u1021]|[\u102B-\u103E\u1056-\u1059\u1062-\u1064\u1067-\u106D\u1071-\u1074"
+    r"\u1082-\u108D\u108F\u109A-\u109D]|[\u1000-\u1021](?=\u103A|\u1039))*)|[\u1040-\u1049]+")
+
+
+def myanmar_words(text: str) -> List[str]:
+    """Burmese cut into syllables (there are no spaces between words; a syllable
+    is the unit a maintained segmenter would start from), other runs by word regex."""
+    return _script_words(text, MYANMAR_RUN_RE, lambda run: MYANMAR_SYLLABLE_RE.findall(run) or [run])
+
+
+KHMER_RUN_RE = re.compile(r"[\u1780-\u17FF\u19E0-\u19FF]+")
+LAO_RUN_RE = re.compile(r"[\u0E80-\u0EFF]+")
+MYANMAR_RUN_RE = re.compile(r"[\u1000-\u109F\uA9E0-\uA9FF\uAA60-\uAA7F]+")
+
+
+def _script_words(text: str, run_re: "re.Pattern[str]", cut) -> List[str]:
+    words: List[str] = []
+    pos = 0
+    for m in run_re.finditer(text):
+        words.extend(latin_words(text[pos:m.start()]))
+        words.extend(w for w in cut(m.group(0)) if w.strip())
+        pos = m.end()
+    words.extend(latin_words(text[pos:]))
+    return words
+
+
+SEGMENTERS = {"words": latin_words, "pythainlp": thai_words, "pyvi": vietnamese_words, "khmer-nltk": khmer_words,
+              "laonlp": lao_words, "myanmar-syllables": myanmar_words}
 
 
 def language_of_script(text: str) -> Optional[str]:

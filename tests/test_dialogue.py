@@ -1,0 +1,309 @@
+"""Whole-conversation behaviour of the action server, turn by turn, with inline
+trackers (rasa-sdk's own style): crises, children, people writing for others,
+consent, typed-back numbers, answers to the assistant's own questions,
+follow-ups, repeats, not understood, questions versus requests, the audience,
+places. Each asserts what the user reads and the events that change the
+conversation."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.answers import ActionAnswerTopic, ActionFollowUp, ActionSearchTopics, ActionSetCountry
+from actions.conversation import ActionReply
+from actions.crisis import ActionAcknowledgeMinor, ActionHandleCrisis
+from actions.handoff import ActionHandoffConsent, ActionRequestHandoff
+from actions.helplines import ActionShowHelplines
+from actions.language import ValidateSlotMappings
+from actions.privacy import ActionDeleteData, ActionExplain
+from content.loader import get_content
+from tests.conftest import make_tracker
+
+
+def run(action: Any, text: str, intent: Optional[str] = None, slots: Optional[Dict[str, Any]] = None,
+        confidence: float = 1.0, ranking: Optional[List[Tuple[str, float]]] = None, **parse: Any
+        ) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
+    """(messages, slot changes, all text) of one turn."""
+    extra = dict(parse)
+    extra["intent"] = {"name": intent, "confidence": confidence}
+    if ranking:
+        extra["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
+    tracker = make_tracker(text, intent, slots=slots, entities=parse.pop("entities", None) or extra.get("entities"),
+                           parse_extra=extra)
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker, {}))
+    changes = {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
+    text_out = "\n".join(m.get("text") or "" for m in dispatcher.messages)
+    return dispatcher.messages, changes, text_out
+
+
+# -- crises ---------------------------------------------------------------------------------
+
+def test_danger_now_with_the_country_gets_its_police_number_first():
+    messages, changes, out = run(ActionHandleCrisis(), "im in Malaysia and my boss is beating us right now, help",
+                                 "report_emergency", slots={"country": "MY", "intro_shown": False},
+                                 crisis=["danger"])
+    assert "999" in messages[0]["text"].split("\n", 3)[1] + messages[0]["text"].split("\n", 3)[2]
+    assert "Waypoint" not in messages[0]["text"], "no introduction before the numbers"
+    assert "15999" not in out, "a women and family line is not the emergency number"
+    assert changes["topic"] == "help.emergency" and changes["crisis_count"] == 1.0
+
+
+def test_the_same_crisis_again_gets_a_short_reply():
+    messages, _, out = run(ActionHandleCrisis(), "help me", "report_emergency",
+                           slots={"country": "MY", "crisis_count": 1.0}, crisis=["danger"])
+    assert len(messages) == 1 and "999" in out and len(out) < 200
+
+
+def test_no_more_numbers_is_respected():
+    _, changes, _ = run(ActionReply(), "stop sending so many numbers, i just want to talk", "request_fewer_numbers")
+    assert changes["numbers_muted"] is True
+    messages, _, out = run(ActionHandleCrisis(), "help", "report_emergency",
+                           slots={"country": "TH", "numbers_muted": True}, crisis=["danger"])
+    assert len(messages) == 1 and out.count("\n") < 3
+
+
+def test_self_harm_gets_crisis_lines_never_police():
+    _, changes, out = run(ActionHandleCrisis(), "i have the pills from the clinic here, im going to take all of them "
+                          "tonight", "report_self_harm", slots={"country": "TH"}, crisis=["self_harm"])
+    assert "1323" in out and "191" not in out.replace("1191", "")
+    assert "lock yourself" not in out.lower()
+    assert changes["topic"] == "help.self_harm"
+
+
+def test_self_harm_and_danger_from_others_get_both():
+    _, _, out = run(ActionHandleCrisis(), "they beat me again and i want to die", "report_self_harm",
+                    slots={"country": "TH"}, crisis=["danger", "self_harm"])
+    assert "1323" in out and "191" in out
+
+
+def test_self_harm_with_no_country_gets_every_crisis_line_then_the_question():
+    messages, changes, out = run(ActionHandleCrisis(), "i want to end it all", "report_self_harm",
+                                 crisis=["self_harm"])
+    assert "1323" in out and "15555" in out and "13 11 14" in out
+    assert "999" not in out and "191" not in out.replace("1191", "")
+    assert changes["pending_question"] == "country" and changes["pending_topic"] == "help.self_harm"
+
+
+def test_a_country_without_numbers_gets_the_home_question():
+    _, changes, out = run(ActionHandleCrisis(), "aku mau bunuh diri", "report_self_harm",
+                          slots={"country": "HK", "language": "id"}, crisis=["self_harm"])
+    assert changes["pending_question"] == "home"
+    _, _, out = run(ActionHandleCrisis(), '/inform_country{"nationality":"ID"}', "inform_country",
+                    slots={"country": "HK", "nationality": "ID", "language": "id", "pending_question": "home",
+                           "pending_topic": "help.self_harm", "crisis_count": 1.0},
+                    entities=[{"entity": "nationality", "value": "ID"}])
+    assert "+62 812 9007 0027" in out
+
+
+def test_a_question_on_the_last_topic_that_mentions_danger_is_answered():
+    messages, changes, out = run(ActionHandleCrisis(), "ออกไปข้างนอกเองได้ไหม หรือเขาขังไว้", "report_emergency",
+                                 slots={"language": "th", "topic": "protect.shelter"}, crisis=["danger"],
+                                 emergency_override={"classifier_intent": "ask_protect_shelter"})
+    assert changes["topic"] == "protect.shelter"
+    assert any(b["payload"] == "/report_emergency" for m in messages for b in m.get("buttons") or [])
+
+
+# -- children and people writing for others ---------------------------------------------------------
+
+def test_a_child_gets_the_child_line_of_their_country():
+    _, changes, out = run(ActionAnswerTopic(), "I am 15 years old and I am in Thailand. They make me work and I cannot "
+                          "go home.", "ask_ident_am_i_a_victim", slots={"country": "TH"})
+    assert changes["is_minor"] is True and "1387" in out
+
+
+def test_a_sister_reporting_a_child_is_spoken_to_as_the_reporter():
+    _, changes, out = run(ActionHandleCrisis(), "my little sister is 15 and a man is taking her to work in a karaoke in "
+                          "malaysia tomorrow", "report_emergency", slots={"country": "MY"}, crisis=["danger"])
+    assert changes.get("reporting_for") == "child" and "is_minor" not in changes
+    assert "15999" in out and "999" in out
+    assert "your fault" not in out.lower()
+    _, _, out = run(ActionFollowUp(), "what do i do now", "ask_next_steps",
+                    slots={"country": "MY", "reporting_for": "child", "topic": "child.child_victims"})
+    assert "confront" in out.lower()
+
+
+def test_a_friend_reporting_an_adult_gets_that_countrys_numbers():
+    _, changes, out = run(ActionShowHelplines(), "my friend is stuck in a karaoke bar in cebu. who can i call for her?",
+                          "ask_help_helplines", confidence=0.6)
+    assert changes.get("reporting_for") == "adult" and "1343" in out and "is_minor" not in changes
+
+
+def test_a_parent_is_not_a_minor():
+    _, changes, _ = run(ActionAnswerTopic(), "my daughter is 16, can she get her passport back",
+                        "ask_protect_documents", confidence=0.9)
+    assert "is_minor" not in changes
+
+
+def test_a_practitioner_asking_about_children_is_not_a_minor():
+    _, changes, _ = run(ActionAnswerTopic(), "ถ้าเป็นเด็กล่ะคะ", "ask_child_child_victims",
+                        slots={"language": "th", "audience": "practitioner"})
+    assert "is_minor" not in changes
+
+
+# -- consent ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def operators(monkeypatch):
+    monkeypatch.setenv("WAYPOINT_OPERATORS_CHAT_ID", "-1001")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "1:test")
+
+
+@pytest.mark.parametrize("text,intent,language", [
+    ("eh gak jadi deh", "not_now", "id"), ("tak jadi lah", "not_now", "ms"), ("never mind", "not_now", "en"),
+    ("thôi khỏi, để sau", "not_now", "vi"), ("ไม่เป็นไร ไว้ก่อน", "not_now", "th"), ("hmm maybe", "affirm", "en"),
+])
+def test_only_a_clear_yes_counts(operators, text, intent, language):
+    slots = {"pending_question": "handoff_consent", "consent_asks": 2.0, "language": language}
+    messages, changes, _ = run(ActionReply(), text, intent, slots=slots)
+    assert changes.get("pending_question", "x") is None and "handoff_case" not in changes
+    assert not any(m.get("custom") for m in messages)
+
+
+def test_an_unclear_answer_is_asked_again_once(operators):
+    _, changes, _ = run(ActionReply(), "what?", "nlu_fallback", slots={"pending_question": "handoff_consent",
+                                                                       "consent_asks": 1.0})
+    assert changes["consent_asks"] == 2.0
+
+
+def test_fear_of_being_seen_gets_a_safety_note(operators):
+    _, changes, out = run(ActionReply(), "no wait not now. they might see my phone", "not_now",
+                          slots={"pending_question": "handoff_consent"})
+    assert "delete" in out.lower() and changes["pending_question"] is None
+
+
+def test_two_clear_yeses_ask_for_a_person(operators):
+    _, changes, _ = run(ActionReply(), "yes please", "affirm", slots={"pending_question": "handoff_consent"})
+    assert changes["pending_question"] == "handoff_summary"
+    messages, changes, _ = run(ActionHandoffConsent(), "/affirm", "affirm",
+                               slots={"pending_question": "handoff_summary", "country": "TH"})
+    marker = next(m["custom"] for m in messages if m.get("custom"))
+    assert marker["waypoint"] == "handoff_requested" and marker["country"] == "TH"
+    assert changes["handoff_stage"] == "waiting"
+
+
+def test_a_question_about_a_person_is_answered_not_acted_on(operators):
+    messages, changes, _ = run(ActionExplain(), "is a real person online now?", "ask_about_human")
+    assert "pending_question" not in changes
+    assert any(b["payload"] == "/request_human" for m in messages for b in m.get("buttons") or [])
+
+
+def test_no_operators_is_said_honestly():
+    _, changes, out = run(ActionRequestHandoff(), "i want to talk to a person", "request_human", slots={"country": "VN"})
+    assert "111" in out and "pending_question" not in changes
+
+
+# -- numbers, places, the country question -------------------------------------------------------
+
+def test_a_typed_back_number_is_not_an_age():
+    _, changes, out = run(ActionSearchTopics(), "1300", "nlu_fallback", confidence=1.0)
+    assert "is_minor" not in changes and "1300" in out and "Social" in out or "1300" in out
+
+
+@pytest.mark.parametrize("text,language,country", [
+    ("aku di surabaya", "id", "ID"), ("toi o ha noi", "vi", "VN"), ("ประเทศไทยค่ะ", "th", "TH"),
+    ("saya kat KL", "ms", "MY"), ("im in chiang rai", "en", "TH"),
+])
+def test_an_answer_to_the_country_question_resumes_the_answer(text, language, country):
+    slots = {"language": language, "pending_question": "country", "pending_topic": "help.helplines"}
+    validation = asyncio.run(ValidateSlotMappings().extract_country(CollectingDispatcher(), make_tracker(
+        text, "inform_country", slots=slots), {}))
+    assert validation == {"country": country}
+    slots["country"] = country
+    messages, changes, out = run(ActionAnswerTopic(), text, "ask_reint_going_home", slots=slots, confidence=0.4)
+    assert changes.get("topic") == "help.helplines" and any(ch.isdigit() for ch in out)
+
+
+def test_lao_cai_is_vietnam():
+    from content.places import find
+
+    assert find(get_content(), "toi dang o lao cai").located == "VN"
+    assert find(get_content(), "เขาเล่าว่า").named == frozenset()
+
+
+def test_numbers_for_the_country_asked_while_abroad():
+    _, _, out = run(ActionShowHelplines(), "i'm thai, in malaysia, give me thai numbers", "ask_help_helplines",
+                    slots={"country": "MY"})
+    assert "1300" in out and "15999" not in out
+
+
+# -- follow-ups, repeats, not understood -----------------------------------------------------------
+
+def test_tell_me_more_then_nothing_more():
+    slots = {"topic": "protect.health", "answered": "protect.health:short", "country": "TH"}
+    _, changes, out = run(ActionFollowUp(), "tell me more", "ask_more", slots=slots)
+    guide = get_content().guides["protect.health"]
+    assert guide.text("en", "survivor_more")[:40] in out and changes["answered"] == "protect.health:more"
+    slots["answered"] = "protect.health:more"
+    _, _, out = run(ActionFollowUp(), "more", "ask_more", slots=slots)
+    assert guide.text("en", "survivor_more")[:40] not in out
+
+
+def test_the_same_question_twice_points_back():
+    slots = {"topic": "protect.shelter", "answered": "protect.shelter:short"}
+    messages, _, out = run(ActionAnswerTopic(), "can i leave the shelter", "ask_protect_shelter", slots=slots)
+    assert len(out) < 200 and len(messages) == 1
+
+
+def test_an_unsure_follow_up_is_read_against_the_last_topic():
+    slots = {"language": "vi", "topic": "protect.health", "answered": "protect.health:short"}
+    _, changes, _ = run(ActionAnswerTopic(), "có phải trả tiền không?", "ask_reint_debt", slots=slots,
+                        confidence=0.35, ranking=[("ask_reint_debt", 0.35), ("ask_protect_health", 0.2)])
+    assert changes["topic"] == "protect.health"
+
+
+def test_not_understood_twice_gives_the_menu_and_a_person():
+    messages, changes, _ = run(ActionSearchTopics(), "blorp", "nlu_fallback", slots={"fallback_count": 1.0})
+    assert changes["fallback_count"] == 2.0
+    assert any(b["payload"] == "/request_human" for m in messages for b in m.get("buttons") or [])
+
+
+# -- deletion, audience, language ------------------------------------------------------------------
+
+def test_a_question_about_deletion_deletes_nothing():
+    messages, _, out = run(ActionExplain(), "kalo aku hapus aplikasinya, chatku ikut kehapus gak dari server kalian?",
+                           "ask_about_deletion", slots={"language": "id"})
+    assert not any(m.get("custom") for m in messages)
+    assert any(b["payload"] == "/request_data_deletion" for m in messages for b in m.get("buttons") or [])
+
+
+def test_a_request_deletes_and_keeps_the_language_for_the_next_message():
+    messages, _, _ = run(ActionDeleteData(), "padam data saya", "request_data_deletion", slots={"language": "ms"})
+    marker = next(m["custom"] for m in messages if m.get("custom"))
+    assert marker == {"waypoint": "forget_conversation", "language": "ms"}
+
+
+@pytest.mark.parametrize("text,language,expected", [
+    ("I'm a new police officer. How do I interview a possible trafficking victim?", "en", "practitioner"),
+    ("saya bukan pekerja sosial, saya mangsa", "ms", "survivor"),
+    ("saya kat KL", "ms", None), ("boleh tolong", "ms", None), ("toi so", "vi", None),
+])
+def test_the_audience_changes_only_on_a_statement_of_role(text, language, expected):
+    slots = {"language": language, "audience": "practitioner" if expected == "survivor" else "survivor"}
+    found = asyncio.run(ValidateSlotMappings().extract_audience(CollectingDispatcher(), make_tracker(
+        text, "identify_as_practitioner", slots=slots), {}))
+    assert found == ({"audience": expected} if expected else {})
+
+
+@pytest.mark.parametrize("text,current", [("ok cam on a", "vi"), ("terima kasih", "ms"), ("i'm in johor now", "ms"),
+                                          ("ok thanks", "th")])
+def test_acknowledgements_and_places_never_switch_the_language(text, current):
+    found = asyncio.run(ValidateSlotMappings().extract_language(CollectingDispatcher(), make_tracker(
+        text, "thank", slots={"language": current},
+        language_id={"language": "en", "confidence": 0.99, "n_words": 4, "unambiguous": False}), {}))
+    assert found == {}
+
+
+def test_minor_action_without_country_asks_it():
+    _, changes, out = run(ActionAcknowledgeMinor(), "im 15", "inform_minor")
+    assert changes["is_minor"] is True and changes["pending_question"] == "country" and "1387" in out
+
+
+def test_a_place_after_an_answer_adds_that_countrys_note():
+    _, changes, out = run(ActionSetCountry(), "what about in Malaysia?", "inform_country",
+                          slots={"topic": "protect.shelter", "answered": "protect.shelter:short"})
+    note = get_content().guides["protect.shelter"].country_notes["MY"]["en"]
+    assert changes["country"] == "MY" and note[:30] in out
