@@ -38,7 +38,7 @@ from content.loader import get_content, intent_for_topic
 
 FOLLOW_UPS = {"ask_more": "more", "ask_clarify": "clarify", "ask_next_steps": "next"}
 REPORT_INTENTS = ("ask_help_helplines", "ask_ident_am_i_a_victim", "request_human", "nlu_fallback", "inform_minor",
-                  "ask_child_child_victims", "ask_next_steps", "ask_witness_reporting", "ask_ident_what_is_trafficking",
+                  "ask_child_child_victims", "ask_next_steps", "ask_witness_reporting",
                   "inform_country", "out_of_scope", "express_distress")
 UNSURE = 0.55  # below this a topic reading may be a follow-up on the last topic
 FOLLOW_UP_WORDS = 10
@@ -84,12 +84,21 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     pending = tracker.get_slot("pending_question")
     related: List[str] = list(get_content().guides[last_topic].related) if last_topic in get_content().guides else []
 
-    # 1. crises first (someone writing for another person in danger: spoken to as the reporter)
-    if (turn.crisis or intent == "report_emergency") and "self_harm" not in turn.crisis \
-            and "reporter" in turn.signals and tracker.get_slot("audience") != "practitioner":
+    practitioner = tracker.get_slot("audience") == "practitioner" or "practitioner_role" in turn.signals
+    crisis = bool(turn.crisis) or intent in ("report_emergency", "report_self_harm")
+
+    # 1. crises first; a practitioner's question about a crisis is a question (its
+    # procedure, with a button to the numbers); someone writing for another person
+    # in danger is spoken to as the reporter
+    if crisis and practitioner and turn.is_question and "present" not in turn.signals and not turn.is_button:
+        topic = "help.self_harm" if "self_harm" in turn.crisis or intent == "report_self_harm" else "help.emergency"
+        return Decision("answer_topic", "a practitioner's question about a crisis", {"topic": topic,
+                                                                                     "danger_button": True})
+    reporting = "reporter" in turn.signals or ("child_other" in turn.signals and practitioner)
+    if crisis and "self_harm" not in turn.crisis and reporting:
         return Decision("report_for_other", "someone reports another person in danger",
                         {"child": "child_other" in turn.signals, "danger": True})
-    if turn.crisis or intent in ("report_emergency", "report_self_harm"):
+    if crisis:
         asked = topic_of(turn.classifier_intent)
         if ("self_harm" not in turn.crisis and asked and last_topic and asked in [last_topic, *related]
                 and turn.is_question and "present" not in turn.signals and not turn.is_button):
@@ -104,8 +113,8 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
             return Decision("handoff_consent", f"answer to {pending}")
 
     # 3. a child writing; someone writing for another person
-    if "reporter" in turn.signals and tracker.get_slot("audience") != "practitioner" and (
-            intent in REPORT_INTENTS or turn.confidence < UNSURE or "child_other" in turn.signals):
+    if ("child_other" in turn.signals and reporting) or ("reporter" in turn.signals and not practitioner and (
+            intent in REPORT_INTENTS or turn.confidence < UNSURE)):
         return Decision("report_for_other", "someone reports for another person",
                         {"child": "child_other" in turn.signals})
     if ("minor_self" in turn.signals or intent == "inform_minor") and "reporter" not in turn.signals \

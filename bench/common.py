@@ -11,10 +11,11 @@ from typing import Dict, List
 
 import yaml
 
+from content.languages import CODES as LANGUAGES  # noqa: F401 - the registry's languages
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
 REPORTS = ROOT / "bench" / "reports"
-LANGUAGES = ("en", "id", "ms", "vi", "th")
 
 
 def load_sets(kind: str) -> Dict[str, dict]:

@@ -1,99 +1,179 @@
-"""Emergency detection on held-out messages (bench/data/emergency): recall on
-messages of immediate danger or self-harm, and false alarms on ordinary
-questions that mention danger in passing, per language; for the lexicon
-detector alone and for the whole NLU pipeline (classifier + override) that the
-assistant really uses. Then the same on the two topic held-out sets (tests/nlu,
-tests/nlu_blind), whose report_emergency messages count for recall and every
-other message for false alarms.
+"""Crises on held-out messages, per language: what the assistant does with each
+as the first message of a conversation (the trained NLU, its crisis override
+and the lexicons, then actions/dialogue.py, as the servers run them):
+
+1. bench/data/crisis/<lang>.yml (written by writers who saw neither the
+   lexicons nor the training data): danger now, thoughts of self-harm, the
+   writer under 18, someone reporting a child, someone reporting an adult, long
+   accounts of the past, and ordinary messages that mention danger, death, age
+   or numbers (false alarms);
+2. bench/data/emergency/<lang>.yml (the older set): danger and self-harm
+   together, and ordinary questions that mention danger;
+3. the topic held-out sets (tests/nlu, tests/nlu_blind): their crisis messages
+   count for recall, all others for false alarms.
 
     .venv/bin/python -m bench.emergency
 """
 from __future__ import annotations
 
 import collections
+from typing import Any, Counter, Dict, List
 
-from bench.common import LANGUAGES, ROOT, load_sets, pct, write_report
+from bench.common import ROOT, load_sets, pct, write_report
 from bench.nlu_eval import Parser, held_out
-from components import emergency
+from content import lexicons
+from content.languages import CODES
+
+CRISIS_INTENTS = ("report_emergency", "report_self_harm")
 
 
-def count(parser: Parser, s: collections.Counter, text: str, is_emergency: bool) -> None:
-    """One message's outcome, for the assistant (whole pipeline) and the lexicon alone."""
+def first_turn(result: Dict) -> Any:
+    """What the assistant does with this message as the first of a conversation
+    (actions/dialogue.py on the NLU's reading, as the action server runs it)."""
+    from rasa_sdk import Tracker
+
+    from actions.context import facts
+    from actions.dialogue import decide
+
+    slots = {"language": (result.get("language_id") or {}).get("language"), "audience": "survivor"}
+    tracker = Tracker("bench", slots, result, [], False, None, {}, "action_listen")
+    default = {"report_emergency": "crisis", "report_self_harm": "crisis", "inform_minor": "minor"}.get(
+        result["intent"]["name"], "answer_topic")
+    return decide(tracker, facts(tracker), default)
+
+
+def reading(parser: Parser, text: str) -> Dict:
     result = parser.parse(text)
-    said = result["intent"]["name"] == "report_emergency"
-    lexicon = bool(emergency.detect(text))
-    if is_emergency:
-        s["n_em"] += 1
-        s["nlu_hit"] += said
-        s["lex_hit"] += lexicon
-    else:
-        s["n_ord"] += 1
-        s["nlu_fa"] += said
-        s["lex_fa"] += lexicon
-        s["button"] += bool(result.get("possible_emergency"))
+    intent = result["intent"]["name"]
+    decision = first_turn(result)
+    kinds = set(decision.data.get("kinds") or [])
+    crisis = decision.handler == "crisis" or bool(decision.handler == "report_for_other" and decision.data.get("danger"))
+    return {"intent": intent, "handler": decision.handler, "any_crisis": crisis,
+            "self_harm": decision.handler == "crisis" and "self_harm" in kinds,
+            "minor": decision.handler == "minor",
+            "reported_child": decision.handler == "report_for_other" and decision.data.get("child"),
+            "reported": decision.handler == "report_for_other",
+            "button": bool(decision.data.get("danger_button") or result.get("possible_emergency")),
+            "signals": lexicons.signals(text)}
 
 
-def row(label: str, s: collections.Counter, button: bool = False) -> str:
-    return (f"| {label} | {s['n_em']} | **{pct(s['nlu_hit'], s['n_em'])}** | {pct(s['lex_hit'], s['n_em'])} | "
-            f"{s['n_ord']} | **{pct(s['nlu_fa'], s['n_ord'])}** | {pct(s['lex_fa'], s['n_ord'])} |"
-            + (f" {s['button']} |" if button else ""))
+def crisis_table(parser: Parser, sets: Dict[str, dict]) -> List[str]:
+    rows = []
+    total: Counter = collections.Counter()
+    for lang in CODES:
+        data = sets.get(lang) or {}
+        s: Counter = collections.Counter()
+        for text in data.get("danger") or []:
+            r = reading(parser, text)
+            s["danger"] += 1
+            s["danger_hit"] += r["any_crisis"]
+        for text in data.get("self_harm") or []:
+            r = reading(parser, text)
+            s["self_harm"] += 1
+            s["self_harm_hit"] += r["self_harm"]
+        for text in data.get("minor_self") or []:
+            r = reading(parser, text)
+            s["minor"] += 1
+            s["minor_hit"] += bool(r["minor"] or (r["any_crisis"] and "minor_self" in r["signals"]))
+        for text in data.get("child_other") or []:
+            r = reading(parser, text)
+            s["child"] += 1
+            s["child_hit"] += bool(r["reported_child"])
+            s["child_marked_minor"] += r["minor"]
+        for text in data.get("other_report") or []:
+            r = reading(parser, text)
+            s["other"] += 1
+            s["other_hit"] += r["reported"]
+        for text in data.get("past_story") or []:
+            r = reading(parser, text)
+            s["past"] += 1
+            s["past_alarm"] += r["any_crisis"]
+        for text in data.get("ordinary") or []:
+            r = reading(parser, text)
+            s["ordinary"] += 1
+            s["ordinary_alarm"] += bool(r["any_crisis"])
+            s["ordinary_minor"] += r["minor"]
+        total.update(s)
+        rows.append(_crisis_row(lang, s))
+    rows.append(_crisis_row("**all**", total))
+    return [
+        "## Crises (bench/data/crisis)",
+        "",
+        "Recall: danger now answered as a crisis; self-harm answered as self-harm (crisis lines, not the police",
+        "script); the writer under 18 recognised (and not as a reporter); a child reported by someone else",
+        "recognised as such (a reporter, about a child), and how often that reporter was taken for a minor; an",
+        "adult reported by someone else. False alarms: long accounts of the past answered as an emergency now;",
+        "ordinary messages answered as a crisis, or taken as the writer being under 18.",
+        "",
+        "| language | danger | recall | self-harm | recall | minor | recognised | child reported | recognised |"
+        " reporter taken for a minor | adult reported | recognised | past stories | false alarms | ordinary |"
+        " false crisis | false minor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _crisis_row(label: str, s: Counter) -> str:
+    return (f"| {label} | {s['danger']} | **{pct(s['danger_hit'], s['danger'])}** | {s['self_harm']} | "
+            f"**{pct(s['self_harm_hit'], s['self_harm'])}** | {s['minor']} | **{pct(s['minor_hit'], s['minor'])}** | "
+            f"{s['child']} | **{pct(s['child_hit'], s['child'])}** | {s['child_marked_minor']} | {s['other']} | "
+            f"{pct(s['other_hit'], s['other'])} | {s['past']} | {pct(s['past_alarm'], s['past'])} | "
+            f"{s['ordinary']} | **{pct(s['ordinary_alarm'], s['ordinary'])}** | {pct(s['ordinary_minor'], s['ordinary'])} |")
+
+
+def older_table(parser: Parser, sets: Dict[str, dict], topic: bool = False) -> List[str]:
+    rows = []
+    total: Counter = collections.Counter()
+    for lang in CODES:
+        s: Counter = collections.Counter()
+        pairs = []
+        if topic:
+            for folder in ("nlu", "nlu_blind"):
+                path = ROOT / "tests" / folder / f"{lang}.yml"
+                if path.exists():
+                    pairs += [(t, i in CRISIS_INTENTS) for t, i in held_out(path)]
+        else:
+            data = sets.get(lang) or {}
+            pairs = [(t, True) for t in data.get("emergency") or []] + [(t, False) for t in data.get("ordinary") or []]
+        for text, is_crisis in pairs:
+            r = reading(parser, text)
+            lexicon = bool(lexicons.crisis_kinds(text))
+            if is_crisis:
+                s["n"] += 1
+                s["hit"] += r["any_crisis"]
+                s["lex"] += lexicon
+            else:
+                s["o"] += 1
+                s["fa"] += r["any_crisis"]
+                s["lex_fa"] += lexicon
+                s["button"] += r["button"]
+        total.update(s)
+        rows.append(f"| {lang} | {s['n']} | **{pct(s['hit'], s['n'])}** | {pct(s['lex'], s['n'])} | {s['o']} | "
+                    f"**{pct(s['fa'], s['o'])}** | {pct(s['lex_fa'], s['o'])} | {s['button']} |")
+    t = total
+    rows.append(f"| **all** | {t['n']} | **{pct(t['hit'], t['n'])}** | {pct(t['lex'], t['n'])} | {t['o']} | "
+                f"**{pct(t['fa'], t['o'])}** | {pct(t['lex_fa'], t['o'])} | {t['button']} |")
+    head = ("| language | crises | recall, assistant | recall, lexicons alone | other messages | false alarms, "
+            "assistant | false alarms, lexicons alone | answered with the danger button |")
+    return [head, "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def main() -> None:
     parser = Parser(ROOT / "models" / "waypoint.tar.gz")
-    sets = load_sets("emergency")
-    rows = []
-    total = collections.Counter()
-    for lang in LANGUAGES:
-        data = sets.get(lang) or {}
-        s = collections.Counter()
-        for text in data.get("emergency") or []:
-            count(parser, s, text, True)
-        for text in data.get("ordinary") or []:
-            count(parser, s, text, False)
-        total.update(s)
-        rows.append(row(lang, s))
-    rows.append(row("**all**", total))
-    body = [
-        "Held-out sets written for this benchmark (bench/data/emergency). Caveat, stated by their authors: the",
-        "lexicons (components/lexicons/emergency_*.yml) were adjusted after a first run on these sets, so the",
-        "lexicon-alone figures overstate what it does on new wording; the authors measured 40-80% lexicon",
-        "recall on fresh sets before tuning. The whole pipeline adds the report_emergency intent of the classifier.",
-        "",
-        "| language | emergencies | recall, assistant | recall, lexicon alone | ordinary | false alarms, assistant | false alarms, lexicon alone |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-    ]
-    body += ["", *topic_sets(parser)]
-    write_report("emergency", "Emergency detection: recall and false alarms", ".venv/bin/python -m bench.emergency", body)
-
-
-def topic_sets(parser: Parser) -> list:
-    rows = []
-    total = collections.Counter()
-    for lang in LANGUAGES:
-        s = collections.Counter()
-        for folder in ("nlu", "nlu_blind"):
-            for text, intent in held_out(ROOT / "tests" / folder / f"{lang}.yml"):
-                count(parser, s, text, intent == "report_emergency")
-        total.update(s)
-        rows.append(row(lang, s, button=True))
-    rows.append(row("**all**", total, button=True))
-    return [
-        "## On the topic held-out sets",
-        "",
-        "tests/nlu and tests/nlu_blind (never in the training data; the blind set's writers saw no example",
-        "message). Their report_emergency messages count for recall, all others for false alarms. When the lexicon",
-        "fires on a message the classifier reads with confidence as a guide question (at least 0.75, emergency",
-        "at most 0.1; components/nlu.py, EmergencyOverride), the question is answered and ends with a button to",
-        "the emergency numbers: the last column counts those answers (not false alarms, not misses). One Malay",
-        "pattern (being followed, emergency_ms.yml) was added after this table showed the blind set's one miss, so",
-        "the Malay recall here is no longer blind.",
-        "",
-        "| language | emergencies | recall, assistant | recall, lexicon alone | other messages | false alarms, assistant | false alarms, lexicon alone | answered with the danger button |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-    ]
+    body = ["Every set is held out: never in the training data. The crisis sets' writers saw neither the lexicons",
+            "nor the training examples; the lexicons' own writers saw neither set. Machine-written, not reviewed by",
+            "native speakers. 'The assistant' is the whole NLU pipeline (classifier and crisis override); the",
+            "lexicons run on every message in every language at once.", ""]
+    body += crisis_table(parser, load_sets("crisis"))
+    body += ["", "## The older emergency set (bench/data/emergency)", "",
+             "Danger and self-harm together count for recall (either crisis intent); ordinary questions that mention",
+             "danger in passing for false alarms. A question the classifier is sure of keeps its answer and ends",
+             "with a button to the emergency numbers (last column).", ""]
+    body += older_table(parser, load_sets("emergency"))
+    body += ["", "## The topic held-out sets (tests/nlu, tests/nlu_blind)", "",
+             "Their report_emergency and report_self_harm messages count for recall, all others for false alarms.", ""]
+    body += older_table(parser, {}, topic=True)
+    write_report("emergency", "Crises: recall and false alarms", ".venv/bin/python -m bench.emergency", body)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import asyncio
 import pathlib
 from typing import Dict, List, Tuple
 
-from components.language import nlu_examples
+from content.nlu_files import nlu_examples
 
 
 def held_out(path: pathlib.Path) -> List[Tuple[str, str]]:
