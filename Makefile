@@ -6,13 +6,16 @@ PY := $(VENV)/bin/python
 RASA := $(VENV)/bin/rasa
 ENV := source scripts/env.sh &&
 
-.PHONY: help install model train run shell test test-unit validate lock bench bench-serving services clean purge screenshot telegram-webhook telegram-poll
+.PHONY: help install install-dev model train run shell test test-unit check validate lock bench bench-serving services clean purge screenshot telegram-webhook telegram-poll messenger-setup
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-install: ## Create .venv with Python 3.10 and install the pinned dependencies (only when the lock changed)
+install: ## Create .venv with Python 3.10 and install the pinned runtime dependencies (only when the lock changed)
 	@scripts/install.sh
+
+install-dev: ## The same plus the test, lint and type tools (requirements-dev.lock)
+	@scripts/install.sh --dev
 
 validate: install ## Check the content files and the Rasa training data (no errors, no warnings)
 	@$(ENV) $(PY) -m content
@@ -29,11 +32,14 @@ run: model ## Install what is missing, train if needed, start the action server 
 shell: model ## Talk to the assistant in the terminal
 	@scripts/shell.sh
 
-test: model ## Install, train if needed, and run every test (what CI runs)
+test: install-dev model ## Install, train if needed, lint, type-check and run every test (what CI runs)
 	@scripts/test.sh
 
-test-unit: install ## Only the fast tests (no servers)
-	@$(ENV) $(PY) -m pytest -q -m "not slow" tests
+test-unit: install-dev ## Only the tests that need no trained model, browser or services (no root, no apt)
+	@$(ENV) $(PY) -m pytest -q -m "not model and not browser and not services" tests
+
+check: install-dev ## Lint (ruff), formatting (ruff format --check) and types (mypy)
+	@scripts/check.sh
 
 bench: model ## Run the benchmarks and write their reports under bench/
 	@$(ENV) $(PY) -m bench.run_all

@@ -1,5 +1,6 @@
 """A Rasa server without TensorFlow: Waypoint's pipeline (config.yml) uses none
-of it, yet stock Rasa 3.6 imports it, about 590 MB of the server's 900 MB.
+of it, yet stock Rasa 3.6 imports it and Keras, 338 MB of the 754 MB a loaded
+Waypoint server holds (measured below).
 
 Where Rasa 3.6.21 imports TensorFlow (traced with an import hook, then checked
 by hand), and what this module does about each, every change on its own:
@@ -30,8 +31,9 @@ by hand), and what this module does about each, every change on its own:
    graph; the *train* graph names ``DefaultV1RecipeValidator``, whose module
    imports DIETClassifier and TEDPolicy to compare classes. The train graph is
    now kept as stored and turned into classes by Rasa's own
-   ``GraphSchema.from_dict`` the first time anything reads it (fine-tuning,
-   ``as_dict``): same classes, same errors, later. The predict graph is read
+   ``GraphSchema.from_dict`` the first time anything reads it (e.g.
+   ``ModelMetadata.as_dict``): same classes, same errors, later; copies and
+   pickles stay deferred. The predict graph is read
    at load as before, so a model naming a missing class still fails at load.
 
 4. ``thinc_probe``. The tokenizer's spaCy imports thinc, and ``thinc.compat``
@@ -50,10 +52,13 @@ import TensorFlow when they use it. ``rasa train`` imports it for every config
 still: its first node, ``DefaultV1RecipeValidator``, imports DIETClassifier
 (training only; the served model never loads it).
 
-Measured (tests/test_lean.py; VmRSS of a Python process after ``Agent.load``
-of models/waypoint.tar.gz and one ``parse_message``, Rasa 3.6.21, Python 3.10,
-x86_64): about 415 MB with lean, 760 MB with ``WAYPOINT_LEAN=0`` (TensorFlow
-and Keras, about 345 MB of it); loading takes about 2 s less too.
+Measured (VmRSS from /proc/self/status of a Python process that installs
+plugins.launch's plug-ins, imports Rasa's command line, server and Waypoint's
+channels, loads models/waypoint.tar.gz with ``Agent.load`` and parses one
+message; Rasa 3.6.21, Python 3.10, x86_64, three runs each, identical): 416 MB
+with lean, 754 MB with ``WAYPOINT_LEAN=0`` (TensorFlow and Keras, 338 MB, 45%);
+start-up to the first answer 4.4 s instead of 6.3 s. tests/test_lean.py
+measures the same on a small model trained with config.yml (384 MB / 720 MB).
 
 Guards: each change checks the source it was written against (a hash of the
 patched function, :func:`plugins.source_matches`, or of the module file made
@@ -75,7 +80,8 @@ import pathlib
 import sys
 import threading
 import types
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 from content import settings
 from plugins import source_matches
@@ -93,10 +99,10 @@ LAZY_MODULE = "rasa.utils.train_utils"
 THINC_COMPAT = "thinc.compat"
 NAMES = ("lazy_train_utils", "thinc_probe", "registry", "deferred_train_schema")
 
-_installed: Dict[str, bool] = {}
+_installed: dict[str, bool] = {}
 
 
-def install() -> Dict[str, bool]:
+def install() -> dict[str, bool]:
     """The four changes, each on its own (the two import hooks first: they
     must be in place before Rasa's modules are imported); returns which are on."""
     global _installed
@@ -113,15 +119,15 @@ def install() -> Dict[str, bool]:
 # -- helpers ------------------------------------------------------------------
 
 
-def _package_file(package: str, relative: str) -> Optional[pathlib.Path]:
+def _package_file(package: str, relative: str) -> pathlib.Path | None:
     """A file of an installed top-level package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return pathlib.Path(list(spec.submodule_search_locations)[0]) / relative
+    return pathlib.Path(next(iter(spec.submodule_search_locations))) / relative
 
 
-def _file_matches(path: Optional[pathlib.Path], expected: str, patch: str) -> bool:
+def _file_matches(path: pathlib.Path | None, expected: str, patch: str) -> bool:
     """True when the module file ``patch`` relies on is the one it was written for."""
     try:
         found = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path else ""
@@ -270,7 +276,7 @@ def _thinc_probe() -> bool:
 # -- 2. the registry imports the components that are looked up ------------------
 
 
-def _default_component_modules(path: Optional[pathlib.Path]) -> Dict[str, str]:
+def _default_component_modules(path: pathlib.Path | None) -> dict[str, str]:
     """Class name -> module, from default_components.py's own imports (not run)."""
     tree = ast.parse(path.read_text(encoding="utf-8")) if path else ast.Module(body=[], type_ignores=[])
     listed = {element.id for node in tree.body if isinstance(node, ast.Assign)
@@ -312,7 +318,7 @@ def _registry() -> bool:
 
 # -- 3. a loaded model's train graph is read when first used ---------------------
 
-_DeferredGraphSchema: Any = None
+_DeferredGraphSchema: Any = None  # the class, made at install (it subclasses Rasa's GraphSchema)
 
 
 def _deferred_schema_class() -> Any:
@@ -321,11 +327,11 @@ def _deferred_schema_class() -> Any:
         return _DeferredGraphSchema
     from rasa.engine.graph import GraphSchema
 
-    class _DeferredGraphSchema(GraphSchema):  # type: ignore[no-redef]
+    class Deferred(GraphSchema):
         """A stored graph schema whose classes Rasa's ``GraphSchema.from_dict``
         imports the first time its nodes are read."""
 
-        def __init__(self, serialized: Dict[str, Any]) -> None:  # noqa: super() not called: no nodes yet
+        def __init__(self, serialized: dict[str, Any]) -> None:  # no super().__init__: no nodes yet
             self._serialized = copy.deepcopy(serialized)  # from_dict rewrites the dict it reads
 
         def __getattr__(self, name: str) -> Any:
@@ -335,14 +341,15 @@ def _deferred_schema_class() -> Any:
                 return nodes
             raise AttributeError(name)
 
-        def __eq__(self, other: Any) -> bool:
+        def __eq__(self, other: object) -> bool:
             return isinstance(other, GraphSchema) and self.nodes == other.nodes
 
         __hash__ = None  # type: ignore[assignment]  # as GraphSchema's
 
-    _DeferredGraphSchema.__module__ = __name__
-    _DeferredGraphSchema.__qualname__ = "_DeferredGraphSchema"
-    return _DeferredGraphSchema
+    Deferred.__module__ = __name__
+    Deferred.__name__ = Deferred.__qualname__ = "_DeferredGraphSchema"  # picklable: plugins.lean._DeferredGraphSchema
+    _DeferredGraphSchema = Deferred
+    return Deferred
 
 
 def _defer_train_schema() -> bool:
@@ -355,7 +362,7 @@ def _defer_train_schema() -> bool:
     deferred = _deferred_schema_class()
     read = original.__func__
 
-    def from_dict(cls: Any, serialized: Dict[str, Any]) -> Any:
+    def from_dict(cls: Any, serialized: dict[str, Any]) -> Any:
         # Rasa's own code, with the train schema handed over as it was stored
         # (an empty node list: nothing to import) and put back deferred.
         stored = dict(serialized, train_schema={"nodes": {}})

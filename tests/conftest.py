@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from typing import Any, Dict, List, Optional
+import asyncio
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -92,3 +93,22 @@ def services():
     running = Services().start()
     yield running
     running.stop()
+
+
+def run_action(action: Any, text: str, intent: Optional[str] = None, slots: Optional[Dict[str, Any]] = None,
+               confidence: float = 1.0, ranking: Optional[List[Tuple[str, float]]] = None, **parse: Any
+               ) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
+    """(messages, slot changes, all text) of one turn."""
+    extra = dict(parse)
+    extra["intent"] = {"name": intent, "confidence": confidence}
+    if ranking:
+        extra["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
+    tracker = make_tracker(text, intent, slots=slots, entities=parse.pop("entities", None) or extra.get("entities"),
+                           parse_extra=extra)
+    from rasa_sdk.executor import CollectingDispatcher
+
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker, {}))
+    changes = {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
+    text_out = "\n".join(m.get("text") or "" for m in dispatcher.messages)
+    return dispatcher.messages, changes, text_out

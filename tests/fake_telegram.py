@@ -5,6 +5,11 @@ loopback port, in its own thread, that answers like Telegram (``{"ok": true,
 
 python-telegram-bot's real HTTP stack talks to it through ``base_url``
 (``TELEGRAM_API_BASE_URL``); so does the Rasa server started by the tests.
+Files: ``add_file`` registers a file a user sent (getFile answers for it and
+``/file/bot<token>/<path>`` serves its bytes, as Telegram's file server does);
+sendVoice, sendPhoto and sendDocument take multipart uploads and keep the
+uploaded bytes in the call (``Call.files``).
+
 Also builds the update JSON Telegram posts to a webhook.
 """
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Call:
     at: float  # time.monotonic()
     status: int = 200
     result: Any = None
+    files: Dict[str, bytes] = dataclasses.field(default_factory=dict)  # uploaded files: field -> bytes
 
 
 @dataclasses.dataclass
@@ -58,6 +64,8 @@ class FakeTelegram:
         self.port = 0
         self.webhook: Optional[Dict[str, Any]] = None
         self.members: Dict[tuple, str] = {}  # (chat id, user id) -> getChatMember status; others have "left"
+        self.files: Dict[str, Dict[str, Any]] = {}  # file_id -> {"data": bytes, "path": str}
+        self._uploads = itertools.count(1)
 
     # lifecycle -------------------------------------------------------------------------------------
     @property
@@ -72,6 +80,7 @@ class FakeTelegram:
             asyncio.set_event_loop(self._loop)
             app = web.Application()
             app.router.add_route("*", "/bot{token}/{method}", self._handle)
+            app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._download)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -112,6 +121,11 @@ class FakeTelegram:
         with self._lock:
             self.members[(int(chat_id), int(user_id))] = status
 
+    def add_file(self, file_id: str, data: bytes, path: Optional[str] = None) -> None:
+        """A file a user sent: getFile describes it, the file server serves it."""
+        with self._lock:
+            self.files[file_id] = {"data": bytes(data), "path": path or f"documents/{file_id}.bin"}
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
@@ -144,12 +158,19 @@ class FakeTelegram:
                              timeout, f"{count} message(s) to chat {chat_id}")
 
     # the API ---------------------------------------------------------------------------------------
-    async def _params(self, request: web.Request) -> Dict[str, Any]:
+    async def _params(self, request: web.Request, files: Optional[Dict[str, bytes]] = None) -> Dict[str, Any]:
         raw: Dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
             raw.update(await request.json())
         elif request.can_read_body:
-            raw.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+            for key, value in (await request.post()).items():
+                if isinstance(value, str):
+                    raw[key] = value
+                elif hasattr(value, "file"):  # an uploaded file (multipart)
+                    data = value.file.read()
+                    if files is not None:
+                        files[key] = data
+                    raw[key] = {"filename": value.filename, "size": len(data)}
         params = {}
         for key, value in raw.items():
             if key in JSON_FIELDS and isinstance(value, str):
@@ -164,8 +185,9 @@ class FakeTelegram:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
-        params = await self._params(request)
-        call = Call(method, params, time.monotonic())
+        files: Dict[str, bytes] = {}
+        params = await self._params(request, files)
+        call = Call(method, params, time.monotonic(), files=files)
         with self._lock:
             self.calls.append(call)
             failure = next((f for f in self._failures if f.method == method and f.times > 0 and f.match(params)), None)
@@ -208,6 +230,55 @@ class FakeTelegram:
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
         return message
+
+    def _media_message(self, params: Dict[str, Any], content: Dict[str, Any]) -> Dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        message = {"message_id": next(self._message_ids), "date": int(time.time()), "from": self._bot_user(),
+                   "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"}, **content}
+        if params.get("caption"):
+            message["caption"] = params["caption"]
+        return message
+
+    def _upload_id(self, params: Dict[str, Any], field: str) -> str:
+        if not isinstance(params.get(field), dict):  # a file_id or URL instead of an upload
+            return str(params.get(field) or "")
+        return f"uploaded-{field}-{next(self._uploads)}"
+
+    def _api_sendVoice(self, params: Dict[str, Any]) -> Any:
+        file_id = self._upload_id(params, "voice")
+        return self._media_message(params, {"voice": {"file_id": file_id, "file_unique_id": file_id[-16:],
+                                                      "duration": 1, "mime_type": "audio/ogg"}})
+
+    def _api_sendPhoto(self, params: Dict[str, Any]) -> Any:
+        file_id = self._upload_id(params, "photo")
+        return self._media_message(params, {"photo": [{"file_id": file_id, "file_unique_id": file_id[-16:],
+                                                       "width": 90, "height": 90}]})
+
+    def _api_sendDocument(self, params: Dict[str, Any]) -> Any:
+        file_id = self._upload_id(params, "document")
+        return self._media_message(params, {"document": {"file_id": file_id, "file_unique_id": file_id[-16:]}})
+
+    def _api_getFile(self, params: Dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id") or "")
+        with self._lock:
+            known = self.files.get(file_id)
+        if known is None:
+            raise web.HTTPBadRequest(text=json.dumps({"ok": False, "error_code": 400,
+                                                      "description": "Bad Request: invalid file_id"}),
+                                     content_type="application/json")
+        return {"file_id": file_id, "file_unique_id": file_id[-16:], "file_size": len(known["data"]),
+                "file_path": known["path"]}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        call = Call("download", {"path": path}, time.monotonic())
+        with self._lock:
+            self.calls.append(call)
+            found = next((f["data"] for f in self.files.values() if f["path"] == path), None)
+        if request.match_info["token"] != self.token or found is None:
+            call.status = 404
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=found, content_type="application/octet-stream")
 
     def _api_editMessageText(self, params: Dict[str, Any]) -> Any:
         chat_id = int(params["chat_id"])
@@ -326,12 +397,21 @@ def sticker_update(chat_id: int, language_code: Optional[str] = "en") -> Dict[st
     return {"update_id": next_update_id(), "message": message(chat_id, language_code, sticker=sticker)}
 
 
-def photo_update(chat_id: int, caption: Optional[str] = None, language_code: Optional[str] = "en") -> Dict[str, Any]:
-    photo = [{"file_id": "AgACAgIAAxkBAAEBphoto", "file_unique_id": "AQADphoto", "width": 90, "height": 90}]
+def photo_update(chat_id: int, caption: Optional[str] = None, language_code: Optional[str] = "en",
+                 file_id: str = "AgACAgIAAxkBAAEBphoto") -> Dict[str, Any]:
+    """A photo in the sizes Telegram gives (the largest last; ``file_id`` is the largest's)."""
+    photo = [{"file_id": file_id + "-small", "file_unique_id": "AQADphotos", "width": 90, "height": 90},
+             {"file_id": file_id, "file_unique_id": "AQADphoto", "width": 800, "height": 800}]
     content: Dict[str, Any] = {"photo": photo}
     if caption:
         content["caption"] = caption
     return {"update_id": next_update_id(), "message": message(chat_id, language_code, **content)}
+
+
+def voice_update(chat_id: int, file_id: str = "AwACAgIAAxkBAAEBvoice", duration: int = 3,
+                 language_code: Optional[str] = "en") -> Dict[str, Any]:
+    voice = {"file_id": file_id, "file_unique_id": "AgADvoice", "duration": duration, "mime_type": "audio/ogg"}
+    return {"update_id": next_update_id(), "message": message(chat_id, language_code, voice=voice)}
 
 
 def location_update(chat_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
@@ -402,3 +482,60 @@ def callback_update(chat_id: int, data: str, message_id: int, language_code: Opt
     return {"update_id": next_update_id(),
             "callback_query": {"id": f"cq{next_update_id()}", "from": user(chat_id, language_code),
                                "chat_instance": "-1234", "message": bot_message, "data": data}}
+
+
+# -- driving a Telegram channel without Rasa ---------------------------------------------------------
+
+class FakeAssistant:
+    """Stands in for Rasa's ``on_new_message`` in tests that drive
+    ``channels.telegram.TelegramInput`` directly: records what reached the
+    assistant and answers as the assistant would, in English: "delete my data"
+    gets the ``deleted`` text and the ``forget_conversation`` marker, a request
+    for a person the ``handoff_waiting`` text and a ``handoff_requested``
+    marker (its case ids in ``cases``), anything else one short answer."""
+
+    DELETE = ("/request_data_deletion", "delete my data")
+    HUMAN = ("/request_human",)
+    ANSWER = "The assistant's answer."
+
+    def __init__(self, country: Optional[str] = "MY") -> None:
+        self.texts: List[str] = []
+        self.senders: List[str] = []
+        self.cases: List[str] = []
+        self.country = country
+
+    async def __call__(self, message: Any) -> None:
+        import os
+
+        from content.texts import text as message_text
+
+        self.texts.append(message.text)
+        self.senders.append(message.sender_id)
+        out, sender = message.output_channel, message.sender_id
+        if message.text in self.DELETE:
+            await out.send_response(sender, {"text": message_text("deleted", "en")})
+            await out.send_response(sender, {"custom": {"waypoint": "forget_conversation", "language": "en"}})
+        elif message.text in self.HUMAN:
+            case_id = "WP-" + os.urandom(3).hex().upper()
+            self.cases.append(case_id)
+            await out.send_response(sender, {"text": message_text("handoff_waiting", "en")})
+            await out.send_response(sender, {"custom": {"waypoint": "handoff_requested", "case_id": case_id,
+                                                        "language": "en", "country": self.country, "topic": None,
+                                                        "summary": None}})
+        else:
+            await out.send_response(sender, {"text": self.ANSWER})
+
+
+async def settle(*owners: Any, timeout: float = 20) -> None:
+    """Waits until the background work of channels and relays (pass both) is
+    done; a deletion notice waiting to go and a case's expiry timer are not work."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = []
+        for owner in owners:
+            idle = set(getattr(owner, "pending_deletions", {})) | set(getattr(owner, "timers", {}).values())
+            busy += [t for t in list(getattr(owner, "tasks", ())) if not t.done() and t not in idle]
+        if not busy:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("background work did not finish")

@@ -190,7 +190,7 @@ class ActionServer(_Process):
 
 
 class RasaServer(RestClient, _Process):
-    """`rasa run` with the given model and endpoints file on a free loopback
+    """`python -m plugins.launch run` (Rasa's `run` with Waypoint's plug-ins) with the given model and endpoints file on a free loopback
     port, with the HTTP API on behind a new token. The endpoints file may use
     ${VARIABLES}: WAYPOINT_ACTIONS_URL (unless `env` gives it, e.g. through a
     Balancer) and WAYPOINT_ACTIONS_TOKEN are set from `actions`, the rest comes
@@ -211,8 +211,8 @@ class RasaServer(RestClient, _Process):
             if key not in (env or {}):  # never the caller's (e.g. the developer's var/)
                 self.env[key] = str(self.var / name)
 
-    def command(self) -> List[str]:
-        return [".venv/bin/rasa", "run", "--model", str(self.model), "--interface", "127.0.0.1",
+    def command(self) -> List[str]:  # as scripts/supervise.py starts it: Waypoint's plug-ins, then `rasa run`
+        return [".venv/bin/python", "-m", "plugins.launch", "run", "--model", str(self.model), "--interface", "127.0.0.1",
                 "--port", str(self.port), "--credentials", str(self.credentials), "--endpoints", str(self.endpoints),
                 "--enable-api", "--auth-token", self.token, "--log-file", str(self.var / f"rasa-{self.port}.rasa.log")]
 

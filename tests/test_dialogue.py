@@ -20,24 +20,7 @@ from actions.helplines import ActionShowHelplines
 from actions.language import ValidateSlotMappings
 from actions.privacy import ActionDeleteData, ActionExplain
 from content.loader import get_content
-from tests.conftest import make_tracker
-
-
-def run(action: Any, text: str, intent: Optional[str] = None, slots: Optional[Dict[str, Any]] = None,
-        confidence: float = 1.0, ranking: Optional[List[Tuple[str, float]]] = None, **parse: Any
-        ) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
-    """(messages, slot changes, all text) of one turn."""
-    extra = dict(parse)
-    extra["intent"] = {"name": intent, "confidence": confidence}
-    if ranking:
-        extra["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
-    tracker = make_tracker(text, intent, slots=slots, entities=parse.pop("entities", None) or extra.get("entities"),
-                           parse_extra=extra)
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    changes = {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
-    text_out = "\n".join(m.get("text") or "" for m in dispatcher.messages)
-    return dispatcher.messages, changes, text_out
+from tests.conftest import make_tracker, run_action as run
 
 
 # -- crises ---------------------------------------------------------------------------------

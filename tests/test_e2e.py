@@ -4,7 +4,7 @@ import urllib.error
 
 import pytest
 
-from actions.content import load_content
+from content.loader import load_content
 from tests.servers import ROOT, Waypoint
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_every_topic_is_reachable_in_every_language(waypoint, content, lang):
     """Each topic's button (its intent payload) leads to its answer in the
     conversation's language; the country question comes first where the answer
     depends on it, and the answer follows the country."""
-    from actions.content import intent_for_topic
+    from content.loader import intent_for_topic
 
     sender = f"e2e-reach-{lang}"
     waypoint.say(sender, f'/choose_language{{"language_choice":"{lang}"}}')

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from actions.content import load_content
+from content.loader import load_content
 from channels import operators
 from channels.operators import Case, Relay
 from channels.telegram_channel import sender_id_for

@@ -4,7 +4,7 @@ tests/test_scaleout.py)."""
 from rasa.core.lock_store import LockStore, RedisLockStore
 from rasa.core.utils import read_endpoints_from_path
 
-from channels.lock_store import AtomicRedisLockStore
+from plugins.lock_store import AtomicRedisLockStore
 from tests.servers import ROOT
 
 
@@ -22,6 +22,6 @@ def test_the_scale_out_endpoints_build_the_atomic_redis_lock_store(monkeypatch):
     assert (connection["host"], connection["port"], connection["password"], connection["db"]) == \
            ("127.0.0.1", 6390, "secret", 0)
     assert store.key_prefix == "waypoint:lock:"
-    assert endpoints.tracker_store.type == "channels.tracker_store.WaypointSQLTrackerStore"
+    assert endpoints.tracker_store.type == "plugins.tracker_store.WaypointSQLTrackerStore"
     assert endpoints.tracker_store.kwargs["dialect"] == "postgresql"
     assert endpoints.action.url == "http://127.0.0.1:1/webhook"

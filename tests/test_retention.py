@@ -1,13 +1,14 @@
 """Retention: a conversation older than the limit is purged, a fresh one is not;
-the same for hand-off cases."""
+the same for hand-off cases, in the Rasa server's own store."""
 import time
 
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, SessionStarted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions import store
-from channels.tracker_store import WaypointSQLTrackerStore
+from handoff.case import Case
+from handoff.repository import SQLRepository
+from plugins.tracker_store import WaypointSQLTrackerStore
 
 
 def tracker(sender, age_days):
@@ -34,10 +35,12 @@ async def test_forget_deletes_every_event(tmp_path):
     assert b"hello" not in (tmp_path / "t.db").read_bytes()  # secure_delete overwrote it
 
 
-def test_old_handoff_cases_are_purged():
-    old = store.create_case("a", "rest", "en", None, None, None)
-    fresh = store.create_case("b", "rest", "en", None, None, None)
-    with store.connect() as conn:
-        conn.execute("UPDATE handoff_cases SET updated_at = '2000-01-01T00:00:00+00:00' WHERE case_id = ?", (old["case_id"],))
-    assert store.purge_older_than(30) == 1
-    assert [c["case_id"] for c in store.all_cases()] == [fresh["case_id"]]
+def test_old_handoff_cases_are_purged(tmp_path):
+    repo = SQLRepository(f"sqlite:///{tmp_path / 'state.db'}")
+    repo.create(Case("WP-00000A", "a", "rest", "en"))
+    repo.create(Case("WP-00000B", "b", "rest", "en"))
+    repo.update("WP-00000A")  # touched now; then made old:
+    with repo.engine.begin() as connection:
+        connection.execute(repo.cases.update().where(repo.cases.c.case_id == "WP-00000A").values(updated_at=0))
+    assert repo.purge_older_than(30) == 1
+    assert repo.get("WP-00000A") is None and repo.get("WP-00000B") is not None

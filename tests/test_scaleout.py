@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from actions.content import data_dir, load_content
+from content.loader import data_dir, load_content
 from tests.servers import (ROOT, ActionServer, BalancedClient, Balancer, RasaServer,
                            recognised_questions)
 
@@ -122,7 +122,7 @@ def test_the_redis_lock_excludes_across_processes(services):
 
     import redis
 
-    from channels.lock_store import AtomicRedisLockStore
+    from plugins.lock_store import AtomicRedisLockStore
 
     port, password = int(services.env["WAYPOINT_REDIS_PORT"]), services.env["WAYPOINT_REDIS_PASSWORD"]
     client = redis.Redis(host="127.0.0.1", port=port, password=password)

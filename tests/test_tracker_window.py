@@ -1,5 +1,5 @@
 """The SQL tracker store loads only the recent turns (channels/tracker_store.py)
-and Rasa's per-message costs patched in channels/rasa_speedups.py: a windowed
+and Rasa's per-message costs patched in plugins/speedups.py: a windowed
 tracker has the same state as the whole session, saving stores every event
 exactly once, and the patched Rasa functions answer as the originals do."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ from rasa.shared.core.events import (ActionExecuted, AllSlotsReset, BotUttered, 
                                      SlotSet, UserUttered)
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from channels import rasa_speedups
-from channels.tracker_store import FORGET_MARKER, WaypointSQLTrackerStore
+from plugins import speedups as rasa_speedups
+from plugins.tracker_store import FORGET_MARKER, WaypointSQLTrackerStore
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -164,12 +164,12 @@ async def test_windowed_and_whole_session_agree_on_state(tmp_path_factory, domai
            [e.text for e in whole.events if isinstance(e, BotUttered)][-1:]
 
 
-# -- channels/rasa_speedups.py ---------------------------------------------------
+# -- plugins/speedups.py ---------------------------------------------------
 
 def test_action_responses_are_validated_as_rasa_validates_them():
     from rasa.core.actions.action import RemoteAction
 
-    assert rasa_speedups.install()
+    assert all(rasa_speedups.install().values())
     action = RemoteAction("action_x", None)
     patched = RemoteAction._validate_action_result
     original = patched.__wrapped__
@@ -189,7 +189,7 @@ def test_action_responses_are_validated_as_rasa_validates_them():
 
 
 def test_event_types_resolve_to_the_same_classes():
-    assert rasa_speedups.install()
+    assert all(rasa_speedups.install().values())
     original = Event.resolve_by_type.__wrapped__
     for name in ["user", "bot", "action", "slot", "session_started", "restart", "reset_slots", "active_loop",
                  "user_featurization", "followup", "pause", "resume", "rewind", "undo", "export"]:
@@ -247,7 +247,7 @@ class CountingServer:
 async def test_action_calls_reuse_one_kept_alive_connection():
     from rasa.utils.endpoints import EndpointConfig
 
-    assert rasa_speedups.install()
+    assert all(rasa_speedups.install().values())
     async with CountingServer() as server:
         endpoint = EndpointConfig(url=server.url, token="t")
         for _ in range(5):
@@ -260,7 +260,7 @@ async def test_action_calls_reuse_one_kept_alive_connection():
 async def test_a_connection_the_server_just_closed_is_retried_once_on_a_new_one(how):
     from rasa.utils.endpoints import EndpointConfig
 
-    assert rasa_speedups.install()
+    assert all(rasa_speedups.install().values())
     async with CountingServer(drop_first=how) as server:
         endpoint = EndpointConfig(url=server.url)
         assert await endpoint.request(json={"next_action": "x"}, method="post") == {"events": [], "responses": []}
@@ -288,10 +288,25 @@ def test_the_rasa_fixes_can_be_turned_off():
     import subprocess
     import sys
 
-    code = ("from channels import rasa_speedups; from rasa.core.actions.action import RemoteAction; "
+    code = ("from plugins import speedups as rasa_speedups; from rasa.core.actions.action import RemoteAction; "
             "from rasa.shared.core.events import Event; "
-            "print(rasa_speedups.install(), hasattr(RemoteAction._validate_action_result, '__wrapped__'), "
+            "print(any(rasa_speedups.install().values()), hasattr(RemoteAction._validate_action_result, '__wrapped__'), "
             "hasattr(Event.resolve_by_type, '__wrapped__'))")
     env = {**os.environ, "WAYPOINT_RASA_SPEEDUPS": "0", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
+
+
+def test_each_patch_stays_off_on_its_own_when_rasas_code_changed(monkeypatch):
+    """A patch guarded by the hash of the source it replaces: another Rasa's
+    function keeps Rasa's own code, and only that patch is off."""
+    import subprocess
+    import sys
+
+    code = ("import plugins, plugins.speedups as s; real = plugins.source_hash; "
+            "plugins.source_hash = lambda f: 'changed' if 'resolve_by_type' in getattr(f, '__qualname__', '') "
+            "else real(f); s.source_matches = lambda f, e, p: plugins.source_hash(getattr(f, '__func__', f)) == e; "
+            "print(s.install())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**__import__('os').environ, "PYTHONPATH": str(ROOT)})
+    assert "'event_types': False" in out.stdout and "'validate_once': True" in out.stdout, out.stderr[-2000:]

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from actions.content import load_content
+from content.loader import load_content
 from tests.servers import Waypoint
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 drives the real page in Chromium)."""
 from channels.webchat import (RateLimiter, SlidingWindow, WebChatInput, i18n_script, language_code, parse_origins,
                               visible)
-from channels.tracker_store import FORGET_MARKER
+from plugins.tracker_store import FORGET_MARKER
 
 
 def test_sliding_window_forgets_after_the_window():
@@ -56,11 +56,16 @@ def test_exit_url_must_be_http(monkeypatch):
     assert 'href="https://example.org/news?a=1&amp;b=&quot;2&quot;"' in page
 
 
-def test_page_words_exist_in_five_languages():
+def test_page_words_exist_in_every_language_and_the_page_learns_the_languages():
     import json
 
-    words = json.loads(i18n_script().split("=", 1)[1].strip().rstrip(";"))
-    assert set(words) == {"en", "id", "ms", "vi", "th"}
+    from content.languages import CODES, REGISTRY
+
+    script = i18n_script()
+    listed = json.loads(script.split("window.WAYPOINT_LANGUAGES = ", 1)[1].split(";\n", 1)[0])
+    assert [l["code"] for l in listed] == list(CODES) and [l["name"] for l in listed] == [l.native_name for l in REGISTRY]
+    words = json.loads(script.split("window.WAYPOINT_I18N = ", 1)[1].strip().rstrip(";"))
+    assert set(words) == set(CODES)
     for lang, table in words.items():
         assert {"quick_exit", "safety_note", "send", "delete", "deleted", "offline"} <= set(table)
         assert all(text.strip() for text in table.values()), lang
