@@ -19,7 +19,7 @@ install-dev: ## The same plus the test, lint and type tools (requirements-dev.lo
 
 validate: install ## Check the content files and the Rasa training data (no errors, no warnings)
 	@$(ENV) $(PY) -m content
-	@$(ENV) $(RASA) data validate --fail-on-warnings --quiet
+	@$(ENV) $(PY) -m plugins.launch data validate --fail-on-warnings --quiet
 
 model: install ## Train the model when data, config or domain changed since the last one (and only then)
 	@$(ENV) $(PY) scripts/model.py ensure

@@ -106,9 +106,36 @@ async def after_turn(relay: Any, sender_id: str, messages: List[Dict[str, Any]],
     requested = marker(messages, HANDOFF)
     if requested:
         await relay.case_requested(sender_id, requested, channel)
-    if marker(messages, FORGET):
+    forgotten = marker(messages, FORGET)
+    if forgotten:
+        remember_language(sender_id, forgotten.get("language"))
         await relay.forget(sender_id)
     return relay.state_of(sender_id)
+
+
+# After "delete my data" the conversation is gone, its language with it: the
+# next message would be answered in whatever a short text looks like. The
+# language alone (never the text) is kept in this process's memory for a few
+# minutes and passed as the channel's hint for that sender's next message.
+_LANGUAGE_AFTER_DELETION: Dict[str, Any] = {}
+LANGUAGE_AFTER_DELETION_SECONDS = 600.0
+
+
+def remember_language(sender_id: str, language: Optional[str]) -> None:
+    if languages.is_supported(language):
+        now = time.monotonic()
+        for key in [k for k, (_, at) in _LANGUAGE_AFTER_DELETION.items() if now - at > LANGUAGE_AFTER_DELETION_SECONDS]:
+            _LANGUAGE_AFTER_DELETION.pop(key, None)
+        _LANGUAGE_AFTER_DELETION[sender_id] = (language, now)
+
+
+def language_hint(sender_id: str, hint: Optional[str]) -> Optional[str]:
+    """The hint to pass with a message: the language of a conversation the user
+    just deleted, else the channel's own."""
+    kept = _LANGUAGE_AFTER_DELETION.get(sender_id)
+    if kept and time.monotonic() - kept[1] <= LANGUAGE_AFTER_DELETION_SECONDS:
+        return kept[0]
+    return hint
 
 
 async def forget_everything(agent: Any, sender_id: str, relay: Any = None) -> None:

@@ -83,7 +83,10 @@ class RestInput(InputChannel):
             except BadRequest as error:
                 return response.json({"error": str(error)}, status=400)
             agent = request.app.ctx.agent
-            hint = metadata.get("language_hint") if isinstance(metadata.get("language_hint"), str) else None
+            hint = base.language_hint(sender, metadata.get("language_hint")
+                                      if isinstance(metadata.get("language_hint"), str) else None)
+            if hint:
+                metadata = {**metadata, "language_hint": hint}
             truncated = len(text) > MAX_CHARS
             if truncated:
                 text = text[:MAX_CHARS]

@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Every test: content check, Rasa data validation, unit and integration tests
-# (pytest, including the end-to-end test that starts the servers as `make run`
-# does), and the conversation tests against the trained model.
+# Every test: lint and types, content check, Rasa data validation, the
+# conversation tests against the trained model, then pytest (unit tests, the
+# end-to-end tests that start the servers as `make run` does, the web page in a
+# real Chromium, the scale-out tests on real PostgreSQL, Redis and nginx).
 # `make test` runs this after installing and training; CI runs `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 VENV=${WAYPOINT_VENV:-.venv}
 PY="$VENV/bin/python"
-RASA="$VENV/bin/rasa"
 export WAYPOINT_VAR="$(mktemp -d)"   # tests never touch the developer's var/
 export WAYPOINT_TRACKER_DB="$WAYPOINT_VAR/tracker.db" WAYPOINT_STATE_DB="$WAYPOINT_VAR/waypoint.db"
 
+scripts/check.sh
 echo "== content files"
 "$PY" -m content
 echo "== rasa data validate (no errors, no warnings)"
-"$RASA" data validate --fail-on-warnings --quiet
+"$PY" -m plugins.launch data validate --fail-on-warnings --quiet
 echo "== conversation tests (tests/stories, every language)"
-"$RASA" test core --model models/waypoint.tar.gz --stories tests/stories --fail-on-prediction-errors \
+"$PY" -m plugins.launch test core --model models/waypoint.tar.gz --stories tests/stories --fail-on-prediction-errors \
   --out "$WAYPOINT_VAR/results" --no-plot >"$WAYPOINT_VAR/rasa-test.log" 2>&1 \
   || { tail -n 60 "$WAYPOINT_VAR/rasa-test.log"; cat "$WAYPOINT_VAR/results/failed_test_stories.yml" 2>/dev/null | head -n 80; exit 1; }
 echo "conversation tests passed"

@@ -480,6 +480,7 @@ class TelegramInput(InputChannel):
     async def to_rasa(self, text: str, chat_id: int, sender: str, hint: Optional[str],
                       apologise: bool = True) -> TelegramOutput:
         output = TelegramOutput(self, chat_id)
+        hint = base.language_hint(sender, hint)
         metadata = {"language_hint": hint} if hint else None
         message = UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata)
         if not await base.run_turn(self.on_new_message, message, "Telegram"):  # type: ignore[arg-type]
@@ -493,6 +494,8 @@ class TelegramInput(InputChannel):
         if requested:
             await self.relay.case_requested(sender, requested, PLATFORM)
         if output.forget_requested:
+            forgotten = base.marker(({"custom": m} for m in output.markers), base.FORGET) or {}
+            base.remember_language(sender, forgotten.get("language"))
             await self._delete_everything(chat_id, sender, keep=output.sent)
         return output
 

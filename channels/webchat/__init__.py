@@ -329,7 +329,7 @@ class WebChatInput(InputChannel):
                 if not isinstance(text, str) or not text.strip():
                     raise BadRequest("message must be a non-empty string")
                 metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-                hint = language_code(metadata.get("language_hint"))
+                hint = language_code(base.language_hint(sender_id, metadata.get("language_hint")))
             except BadRequest as error:
                 return response.json({"error": str(error)}, status=400)
 
