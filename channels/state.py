@@ -142,29 +142,30 @@ class ChannelState:
 
     # -- addresses -----------------------------------------------------------------------------------
     def put_address(self, platform: str, sender_id: str, address: str) -> None:
-        with self.memory.lock:
-            known = self.memory.addresses.get((platform, sender_id))
-            self.memory.addresses[(platform, sender_id)] = (address, time.time())
-        if known is not None and known[0] == address and known[1] > time.time() - 600:
-            return  # refreshed in the store at most every ten minutes
+        """Written to the store on every message (its time is the user's last
+        message, and a row another server deleted comes back at once); kept in
+        this process's memory only while the store cannot be reached."""
+        now = time.time()
         token = self._fernet.encrypt(address.encode()).decode()
         try:
             with self.engine.begin() as connection:
                 done = connection.execute(self.addresses_t.update().where(
                     self.addresses_t.c.platform == platform, self.addresses_t.c.sender_id == sender_id).values(
-                    address=token, at=time.time())).rowcount
+                    address=token, at=now)).rowcount
                 if not done:
                     connection.execute(self.addresses_t.insert().values(platform=platform, sender_id=sender_id,
-                                                                        address=token, at=time.time()))
+                                                                        address=token, at=now))
             self._ok()
+            with self.memory.lock:
+                self.memory.addresses.pop((platform, sender_id), None)
         except Exception as error:  # noqa: BLE001
             self._failed(error)
+            with self.memory.lock:
+                self.memory.addresses[(platform, sender_id)] = (address, now)
 
     def address(self, platform: str, sender_id: str) -> Optional[str]:
-        with self.memory.lock:
-            known = self.memory.addresses.get((platform, sender_id))
-        if known is not None and known[1] > time.time() - ADDRESS_FOR:
-            return known[0]
+        """From the store (the truth every server shares); from this process's
+        memory only what it kept while the store was unreachable."""
         try:
             with self.engine.connect() as connection:
                 token = connection.execute(self.sa.select(self.addresses_t.c.address).where(
@@ -173,9 +174,11 @@ class ChannelState:
             self._ok()
         except Exception as error:  # noqa: BLE001
             self._failed(error)
-            return None
+            token = None
         if token is None:
-            return None
+            with self.memory.lock:
+                known = self.memory.addresses.get((platform, sender_id))
+            return known[0] if known is not None and known[1] > time.time() - ADDRESS_FOR else None
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except Exception:  # noqa: BLE001 - another key (WAYPOINT_ID_SECRET changed): unknown

@@ -135,6 +135,17 @@ def numbers_text(content: "Content", need: str, language: str, country: Optional
     return "\n\n".join(p for p in parts if p), [h.id for h in lines + abroad]
 
 
+def crisis_text(content: "Content", need: str, language: str, country: Optional[str],
+                nationality: Optional[str] = None) -> str:
+    """A crisis's numbers as one message, the way the crisis action shows them:
+    the country's lines when we know the country, else one short line per
+    country (:func:`compact_text`), never the long all-country list. The hand-off
+    relay and the Rasa server's own degraded answer use it too."""
+    if country and country in content.countries:
+        return numbers_text(content, need, language, country, nationality)[0]
+    return compact_text(content, need, language, nationality)
+
+
 def compact_text(content: "Content", need: str, language: str, nationality: Optional[str] = None) -> str:
     """Every country's numbers for a need, one short line each ("Thailand: 191 ·
     1155 · 1669"): what a person in danger who has not said where they are can

@@ -126,7 +126,8 @@ class OperatorsDesk:
         """A line about the case under its post (its state's own line by default)."""
         if case.post_id is None:
             return
-        await self.send(case, f"{case.case_id}: {self.op(key or STATE_LINES.get(case.state, 'operators_closed'), case=case.case_id)}")
+        line = self.op(key or STATE_LINES.get(case.state, "operators_closed"), case=case.case_id)
+        await self.send(case, line if line.startswith(case.case_id) else f"{case.case_id}: {line}")
 
     async def withdraw(self, case: Case) -> None:
         """The user deleted their data: the case's relayed messages leave the chat."""

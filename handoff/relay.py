@@ -60,7 +60,7 @@ def marker_of(messages: Iterable[Dict[str, Any]], kind: str) -> Optional[Dict[st
 def compose(language: str, country: Optional[str], steps: Iterable[Step]) -> List[Dict[str, Any]]:
     """The user's messages for ``steps``, from the same texts and number lists
     the actions use (content/)."""
-    from content.helplines import numbers_text
+    from content.helplines import crisis_text
     from content.loader import get_content
 
     language = languages.or_default(language)
@@ -69,8 +69,7 @@ def compose(language: str, country: Optional[str], steps: Iterable[Step]) -> Lis
         if step[0] == "say":
             out.append({"text": message_text(step[1], language, **(step[2] if len(step) > 2 else {}))})
         else:
-            body, _shown = numbers_text(get_content(), step[1], language, country)
-            out.append({"text": body})
+            out.append({"text": crisis_text(get_content(), step[1], language, country)})
     return [m for m in out if m.get("text")]
 
 

@@ -195,7 +195,7 @@ def need_of(tracker: Any) -> Optional[str]:
 
 def degraded_messages(tracker: Any) -> List[Dict[str, Any]]:
     """What the Rasa server says itself (module docstring). Never empty."""
-    from content.helplines import numbers_text
+    from content.helplines import crisis_text
     from content.loader import get_content
     from content.texts import text
 
@@ -205,7 +205,7 @@ def degraded_messages(tracker: Any) -> List[Dict[str, Any]]:
         if need is not None:
             country = tracker.get_slot("country") if "country" in tracker.slots else None
             lead = {"emergency": "emergency", "crisis": "self_harm_now", "child": "minor_now"}[need]
-            body, _shown = numbers_text(get_content(), need, language, country)
+            body = crisis_text(get_content(), need, language, country)
             return [{"text": text(lead, language)}, {"text": body}, {"text": text("degraded_after_crisis", language)}]
         return [{"text": text("degraded", language)}]
     except Exception as error:  # noqa: BLE001 - content unreadable: still never silent

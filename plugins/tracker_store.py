@@ -43,7 +43,8 @@ def wants_forget(tracker: DialogueStateTracker) -> bool:
     for event in reversed(tracker.events):
         if isinstance(event, UserUttered):
             return False
-        if isinstance(event, BotUttered) and (event.data or {}).get("custom") == FORGET_MARKER:
+        custom = (event.data or {}).get("custom") if isinstance(event, BotUttered) else None
+        if isinstance(custom, dict) and custom.get("waypoint") == FORGET_MARKER["waypoint"]:
             return True
     return False
 

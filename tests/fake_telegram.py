@@ -12,6 +12,7 @@ uploaded bytes in the call (``Call.files``).
 
 Also builds the update JSON Telegram posts to a webhook.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,9 +27,22 @@ from aiohttp import web
 
 BOT_ID = 777000111
 BOT_USERNAME = "waypoint_test_bot"
-JSON_FIELDS = {"reply_markup", "message_ids", "allowed_updates", "link_preview_options", "commands", "chat_id",
-               "message_id", "offset", "timeout", "limit", "max_connections", "drop_pending_updates",
-               "reply_parameters", "user_id"}
+JSON_FIELDS = {
+    "reply_markup",
+    "message_ids",
+    "allowed_updates",
+    "link_preview_options",
+    "commands",
+    "chat_id",
+    "message_id",
+    "offset",
+    "timeout",
+    "limit",
+    "max_connections",
+    "drop_pending_updates",
+    "reply_parameters",
+    "user_id",
+}
 
 
 @dataclasses.dataclass
@@ -107,8 +121,14 @@ class FakeTelegram:
         self._thread.join(10)
 
     # controlling it --------------------------------------------------------------------------------
-    def fail(self, method: str, status: int = 429, retry_after: Optional[int] = 1, times: int = 1,
-             match: Callable[[Dict[str, Any]], bool] = lambda params: True) -> None:
+    def fail(
+        self,
+        method: str,
+        status: int = 429,
+        retry_after: Optional[int] = 1,
+        times: int = 1,
+        match: Callable[[Dict[str, Any]], bool] = lambda params: True,
+    ) -> None:
         """The next ``times`` calls of ``method`` matching ``match`` fail with ``status``."""
         with self._lock:
             self._failures.append(Failure(method, status, retry_after, times, match))
@@ -134,8 +154,13 @@ class FakeTelegram:
     # reading what happened -------------------------------------------------------------------------
     def calls_of(self, method: str, chat_id: Optional[int] = None, ok_only: bool = True) -> List[Call]:
         with self._lock:
-            return [c for c in self.calls if c.method == method and (not ok_only or c.status == 200)
-                    and (chat_id is None or c.params.get("chat_id") == chat_id)]
+            return [
+                c
+                for c in self.calls
+                if c.method == method
+                and (not ok_only or c.status == 200)
+                and (chat_id is None or c.params.get("chat_id") == chat_id)
+            ]
 
     def texts_to(self, chat_id: int) -> List[str]:
         return [c.params.get("text", "") for c in self.calls_of("sendMessage", chat_id)]
@@ -148,14 +173,19 @@ class FakeTelegram:
                 return result
             time.sleep(0.1)
         recent = self.calls[-30:]
-        raise AssertionError(f"the fake Telegram never saw {what}; calls: "
-                             + ", ".join(f"{c.method}{'' if c.status == 200 else f'({c.status})'}" for c in recent)
-                             + "; texts: " + " | ".join(c.params.get("text", "")[:80] for c in recent
-                                                        if c.method == "sendMessage"))
+        raise AssertionError(
+            f"the fake Telegram never saw {what}; calls: "
+            + ", ".join(f"{c.method}{'' if c.status == 200 else f'({c.status})'}" for c in recent)
+            + "; texts: "
+            + " | ".join(c.params.get("text", "")[:80] for c in recent if c.method == "sendMessage")
+        )
 
     def wait_for_texts(self, chat_id: int, count: int = 1, timeout: float = 90) -> List[str]:
-        return self.wait_for(lambda: (lambda t: t if len(t) >= count else None)(self.texts_to(chat_id)),
-                             timeout, f"{count} message(s) to chat {chat_id}")
+        return self.wait_for(
+            lambda: (lambda t: t if len(t) >= count else None)(self.texts_to(chat_id)),
+            timeout,
+            f"{count} message(s) to chat {chat_id}",
+        )
 
     # the API ---------------------------------------------------------------------------------------
     async def _params(self, request: web.Request, files: Optional[Dict[str, bytes]] = None) -> Dict[str, Any]:
@@ -196,12 +226,19 @@ class FakeTelegram:
         if failure:
             call.status = failure.status
             if failure.status == 429:
-                return web.json_response({"ok": False, "error_code": 429,
-                                          "description": f"Too Many Requests: retry after {failure.retry_after}",
-                                          "parameters": {"retry_after": failure.retry_after}}, status=429)
+                return web.json_response(
+                    {
+                        "ok": False,
+                        "error_code": 429,
+                        "description": f"Too Many Requests: retry after {failure.retry_after}",
+                        "parameters": {"retry_after": failure.retry_after},
+                    },
+                    status=429,
+                )
             if failure.status == 400:
-                return web.json_response({"ok": False, "error_code": 400,
-                                          "description": "Bad Request: message can't be deleted"}, status=400)
+                return web.json_response(
+                    {"ok": False, "error_code": 400, "description": "Bad Request: message can't be deleted"}, status=400
+                )
             return web.Response(status=failure.status, text="Bad Gateway")
         if method == "getUpdates":
             return await self._get_updates(params)
@@ -217,24 +254,41 @@ class FakeTelegram:
             raise
 
     def _bot_user(self) -> Dict[str, Any]:
-        return {"id": BOT_ID, "is_bot": True, "first_name": "Waypoint", "username": BOT_USERNAME,
-                "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "Waypoint",
+            "username": BOT_USERNAME,
+            "can_join_groups": False,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     def _api_getMe(self, params: Dict[str, Any]) -> Any:
         return self._bot_user()
 
     def _api_sendMessage(self, params: Dict[str, Any]) -> Any:
         chat_id = int(params["chat_id"])
-        message = {"message_id": next(self._message_ids), "date": int(time.time()), "from": self._bot_user(),
-                   "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"}, "text": params.get("text", "")}
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "from": self._bot_user(),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "text": params.get("text", ""),
+        }
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
         return message
 
     def _media_message(self, params: Dict[str, Any], content: Dict[str, Any]) -> Dict[str, Any]:
         chat_id = int(params["chat_id"])
-        message = {"message_id": next(self._message_ids), "date": int(time.time()), "from": self._bot_user(),
-                   "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"}, **content}
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "from": self._bot_user(),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            **content,
+        }
         if params.get("caption"):
             message["caption"] = params["caption"]
         return message
@@ -246,13 +300,16 @@ class FakeTelegram:
 
     def _api_sendVoice(self, params: Dict[str, Any]) -> Any:
         file_id = self._upload_id(params, "voice")
-        return self._media_message(params, {"voice": {"file_id": file_id, "file_unique_id": file_id[-16:],
-                                                      "duration": 1, "mime_type": "audio/ogg"}})
+        return self._media_message(
+            params,
+            {"voice": {"file_id": file_id, "file_unique_id": file_id[-16:], "duration": 1, "mime_type": "audio/ogg"}},
+        )
 
     def _api_sendPhoto(self, params: Dict[str, Any]) -> Any:
         file_id = self._upload_id(params, "photo")
-        return self._media_message(params, {"photo": [{"file_id": file_id, "file_unique_id": file_id[-16:],
-                                                       "width": 90, "height": 90}]})
+        return self._media_message(
+            params, {"photo": [{"file_id": file_id, "file_unique_id": file_id[-16:], "width": 90, "height": 90}]}
+        )
 
     def _api_sendDocument(self, params: Dict[str, Any]) -> Any:
         file_id = self._upload_id(params, "document")
@@ -263,11 +320,16 @@ class FakeTelegram:
         with self._lock:
             known = self.files.get(file_id)
         if known is None:
-            raise web.HTTPBadRequest(text=json.dumps({"ok": False, "error_code": 400,
-                                                      "description": "Bad Request: invalid file_id"}),
-                                     content_type="application/json")
-        return {"file_id": file_id, "file_unique_id": file_id[-16:], "file_size": len(known["data"]),
-                "file_path": known["path"]}
+            raise web.HTTPBadRequest(
+                text=json.dumps({"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}),
+                content_type="application/json",
+            )
+        return {
+            "file_id": file_id,
+            "file_unique_id": file_id[-16:],
+            "file_size": len(known["data"]),
+            "file_path": known["path"],
+        }
 
     async def _download(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
@@ -282,9 +344,14 @@ class FakeTelegram:
 
     def _api_editMessageText(self, params: Dict[str, Any]) -> Any:
         chat_id = int(params["chat_id"])
-        message = {"message_id": int(params["message_id"]), "date": int(time.time()), "edit_date": int(time.time()),
-                   "from": self._bot_user(), "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
-                   "text": params.get("text", "")}
+        message = {
+            "message_id": int(params["message_id"]),
+            "date": int(time.time()),
+            "edit_date": int(time.time()),
+            "from": self._bot_user(),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "text": params.get("text", ""),
+        }
         if (params.get("reply_markup") or {}).get("inline_keyboard"):
             message["reply_markup"] = params["reply_markup"]
         return message
@@ -297,10 +364,25 @@ class FakeTelegram:
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            member.update({flag: False for flag in (
-                "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
-                "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
-                "can_post_stories", "can_edit_stories", "can_delete_stories")})
+            member.update(
+                {
+                    flag: False
+                    for flag in (
+                        "can_be_edited",
+                        "is_anonymous",
+                        "can_manage_chat",
+                        "can_delete_messages",
+                        "can_manage_video_chats",
+                        "can_restrict_members",
+                        "can_promote_members",
+                        "can_change_info",
+                        "can_invite_users",
+                        "can_post_stories",
+                        "can_edit_stories",
+                        "can_delete_stories",
+                    )
+                }
+            )
         return member
 
     def _api_answerCallbackQuery(self, params: Dict[str, Any]) -> Any:
@@ -312,9 +394,10 @@ class FakeTelegram:
     def _api_deleteMessages(self, params: Dict[str, Any]) -> Any:
         ids = params.get("message_ids") or []
         if not 1 <= len(ids) <= 100:
-            raise web.HTTPBadRequest(text=json.dumps({"ok": False, "error_code": 400,
-                                                      "description": "Bad Request: too many messages"}),
-                                     content_type="application/json")
+            raise web.HTTPBadRequest(
+                text=json.dumps({"ok": False, "error_code": 400, "description": "Bad Request: too many messages"}),
+                content_type="application/json",
+            )
         return True
 
     def _api_deleteMessage(self, params: Dict[str, Any]) -> Any:
@@ -374,49 +457,82 @@ def private_chat(chat_id: int) -> Dict[str, Any]:
     return {"id": chat_id, "type": "private", "first_name": "Test"}
 
 
-def message(chat_id: int, language_code: Optional[str] = "en", message_id: Optional[int] = None,
-            chat: Optional[Dict[str, Any]] = None, **content: Any) -> Dict[str, Any]:
-    data = {"message_id": message_id or next_message_id(), "date": int(time.time()),
-            "from": user(chat_id if chat is None else 4242, language_code), "chat": chat or private_chat(chat_id)}
+def message(
+    chat_id: int,
+    language_code: Optional[str] = "en",
+    message_id: Optional[int] = None,
+    chat: Optional[Dict[str, Any]] = None,
+    **content: Any,
+) -> Dict[str, Any]:
+    data = {
+        "message_id": message_id or next_message_id(),
+        "date": int(time.time()),
+        "from": user(chat_id if chat is None else 4242, language_code),
+        "chat": chat or private_chat(chat_id),
+    }
     data.update(content)
     return data
 
 
-def text_update(chat_id: int, text: str, language_code: Optional[str] = "en", update_id: Optional[int] = None,
-                message_id: Optional[int] = None) -> Dict[str, Any]:
+def text_update(
+    chat_id: int,
+    text: str,
+    language_code: Optional[str] = "en",
+    update_id: Optional[int] = None,
+    message_id: Optional[int] = None,
+) -> Dict[str, Any]:
     content: Dict[str, Any] = {"text": text}
     if text.startswith("/"):
         content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-    return {"update_id": update_id or next_update_id(),
-            "message": message(chat_id, language_code, message_id, **content)}
+    return {
+        "update_id": update_id or next_update_id(),
+        "message": message(chat_id, language_code, message_id, **content),
+    }
 
 
 def sticker_update(chat_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
-    sticker = {"file_id": "CAACAgIAAxkBAAEBsticker", "file_unique_id": "AgADsticker", "type": "regular",
-               "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": "🙂"}
+    sticker = {
+        "file_id": "CAACAgIAAxkBAAEBsticker",
+        "file_unique_id": "AgADsticker",
+        "type": "regular",
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+        "emoji": "🙂",
+    }
     return {"update_id": next_update_id(), "message": message(chat_id, language_code, sticker=sticker)}
 
 
-def photo_update(chat_id: int, caption: Optional[str] = None, language_code: Optional[str] = "en",
-                 file_id: str = "AgACAgIAAxkBAAEBphoto") -> Dict[str, Any]:
+def photo_update(
+    chat_id: int,
+    caption: Optional[str] = None,
+    language_code: Optional[str] = "en",
+    file_id: str = "AgACAgIAAxkBAAEBphoto",
+) -> Dict[str, Any]:
     """A photo in the sizes Telegram gives (the largest last; ``file_id`` is the largest's)."""
-    photo = [{"file_id": file_id + "-small", "file_unique_id": "AQADphotos", "width": 90, "height": 90},
-             {"file_id": file_id, "file_unique_id": "AQADphoto", "width": 800, "height": 800}]
+    photo = [
+        {"file_id": file_id + "-small", "file_unique_id": "AQADphotos", "width": 90, "height": 90},
+        {"file_id": file_id, "file_unique_id": "AQADphoto", "width": 800, "height": 800},
+    ]
     content: Dict[str, Any] = {"photo": photo}
     if caption:
         content["caption"] = caption
     return {"update_id": next_update_id(), "message": message(chat_id, language_code, **content)}
 
 
-def voice_update(chat_id: int, file_id: str = "AwACAgIAAxkBAAEBvoice", duration: int = 3,
-                 language_code: Optional[str] = "en") -> Dict[str, Any]:
+def voice_update(
+    chat_id: int, file_id: str = "AwACAgIAAxkBAAEBvoice", duration: int = 3, language_code: Optional[str] = "en"
+) -> Dict[str, Any]:
     voice = {"file_id": file_id, "file_unique_id": "AgADvoice", "duration": duration, "mime_type": "audio/ogg"}
     return {"update_id": next_update_id(), "message": message(chat_id, language_code, voice=voice)}
 
 
 def location_update(chat_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
-    return {"update_id": next_update_id(),
-            "message": message(chat_id, language_code, location={"latitude": 3.139, "longitude": 101.6869})}
+    return {
+        "update_id": next_update_id(),
+        "message": message(chat_id, language_code, location={"latitude": 3.139, "longitude": 101.6869}),
+    }
 
 
 def edited_update(chat_id: int, text: str, message_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
@@ -430,8 +546,9 @@ def group_update(group_id: int, text: str, language_code: Optional[str] = "en") 
     return {"update_id": next_update_id(), "message": message(group_id, language_code, chat=chat, text=text)}
 
 
-def person(user_id: int, first_name: str, username: Optional[str] = None,
-           language_code: Optional[str] = "en") -> Dict[str, Any]:
+def person(
+    user_id: int, first_name: str, username: Optional[str] = None, language_code: Optional[str] = "en"
+) -> Dict[str, Any]:
     data = {"id": user_id, "is_bot": False, "first_name": first_name}
     if username:
         data["username"] = username
@@ -444,8 +561,12 @@ def named_text_update(chat_id: int, text: str, who: Dict[str, Any]) -> Dict[str,
     """A private message from a user with a name and username of their own."""
     update = text_update(chat_id, text, language_code=who.get("language_code"))
     update["message"]["from"] = who
-    update["message"]["chat"] = {"id": chat_id, "type": "private", "first_name": who["first_name"],
-                                 **({"username": who["username"]} if who.get("username") else {})}
+    update["message"]["chat"] = {
+        "id": chat_id,
+        "type": "private",
+        "first_name": who["first_name"],
+        **({"username": who["username"]} if who.get("username") else {}),
+    }
     return update
 
 
@@ -453,12 +574,21 @@ def group_chat(group_id: int) -> Dict[str, Any]:
     return {"id": group_id, "type": "supergroup", "title": "Counsellors"}
 
 
-def group_message_update(group_id: int, who: Dict[str, Any], text: Optional[str] = None,
-                         reply_to: Optional[Dict[str, Any]] = None, **content: Any) -> Dict[str, Any]:
+def group_message_update(
+    group_id: int,
+    who: Dict[str, Any],
+    text: Optional[str] = None,
+    reply_to: Optional[Dict[str, Any]] = None,
+    **content: Any,
+) -> Dict[str, Any]:
     """A message in a group from ``who``, optionally replying to one of the bot's messages
     (``reply_to``: the message as the fake returned it)."""
-    data: Dict[str, Any] = {"message_id": next_message_id(), "date": int(time.time()), "from": who,
-                            "chat": group_chat(group_id)}
+    data: Dict[str, Any] = {
+        "message_id": next_message_id(),
+        "date": int(time.time()),
+        "from": who,
+        "chat": group_chat(group_id),
+    }
     if text is not None:
         data["text"] = text
         if text.startswith("/"):
@@ -471,20 +601,40 @@ def group_message_update(group_id: int, who: Dict[str, Any], text: Optional[str]
 
 def group_callback_update(group_id: int, who: Dict[str, Any], data: str, message: Dict[str, Any]) -> Dict[str, Any]:
     """A press on an inline button of the bot's ``message`` (as the fake returned it) in a group."""
-    return {"update_id": next_update_id(),
-            "callback_query": {"id": f"cq{next_update_id()}", "from": who, "chat_instance": "-777",
-                               "message": {**message, "chat": group_chat(group_id)}, "data": data}}
+    return {
+        "update_id": next_update_id(),
+        "callback_query": {
+            "id": f"cq{next_update_id()}",
+            "from": who,
+            "chat_instance": "-777",
+            "message": {**message, "chat": group_chat(group_id)},
+            "data": data,
+        },
+    }
 
 
 def callback_update(chat_id: int, data: str, message_id: int, language_code: Optional[str] = "en") -> Dict[str, Any]:
-    bot_message = {"message_id": message_id, "date": int(time.time()), "chat": private_chat(chat_id),
-                   "from": {"id": BOT_ID, "is_bot": True, "first_name": "Waypoint"}, "text": "…"}
-    return {"update_id": next_update_id(),
-            "callback_query": {"id": f"cq{next_update_id()}", "from": user(chat_id, language_code),
-                               "chat_instance": "-1234", "message": bot_message, "data": data}}
+    bot_message = {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "chat": private_chat(chat_id),
+        "from": {"id": BOT_ID, "is_bot": True, "first_name": "Waypoint"},
+        "text": "…",
+    }
+    return {
+        "update_id": next_update_id(),
+        "callback_query": {
+            "id": f"cq{next_update_id()}",
+            "from": user(chat_id, language_code),
+            "chat_instance": "-1234",
+            "message": bot_message,
+            "data": data,
+        },
+    }
 
 
 # -- driving a Telegram channel without Rasa ---------------------------------------------------------
+
 
 class FakeAssistant:
     """Stands in for Rasa's ``on_new_message`` in tests that drive
@@ -519,9 +669,19 @@ class FakeAssistant:
             case_id = "WP-" + os.urandom(3).hex().upper()
             self.cases.append(case_id)
             await out.send_response(sender, {"text": message_text("handoff_waiting", "en")})
-            await out.send_response(sender, {"custom": {"waypoint": "handoff_requested", "case_id": case_id,
-                                                        "language": "en", "country": self.country, "topic": None,
-                                                        "summary": None}})
+            await out.send_response(
+                sender,
+                {
+                    "custom": {
+                        "waypoint": "handoff_requested",
+                        "case_id": case_id,
+                        "language": "en",
+                        "country": self.country,
+                        "topic": None,
+                        "summary": None,
+                    }
+                },
+            )
         else:
             await out.send_response(sender, {"text": self.ANSWER})
 

@@ -380,8 +380,9 @@ class TelegramInput(InputChannel):
         if kind is None:
             return  # a service message (e.g. the auto-delete timer changed): nothing to answer
         if kind in RELAYED_MEDIA and await self._relay_media(message, kind, sender):
-            return
-        await self._say(chat.id, sender, "non_text", await self._language(sender, hint))
+            pass  # the counsellor has it; the words under it follow as a message of their own
+        else:
+            await self._say(chat.id, sender, "non_text", await self._language(sender, hint))
         if message.caption and message.caption.strip():
             await self._text(message.caption, chat.id, sender, hint)
 
