@@ -13,7 +13,7 @@ import time
 from bench.common import LANGUAGES, ROOT, load_sets, pct, write_report
 from bench.nlu_eval import held_out
 from components.language import LanguageScorer
-from components.textnorm import words
+from content.text import words
 
 
 def raw_langdetect(text: str) -> str:

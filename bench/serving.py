@@ -34,6 +34,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from bench.common import LANGUAGES, ROOT, write_report
+from content.nlu_files import sample
 from tests.servers import ActionServer, Balancer, RasaServer, Services, recognised_questions
 
 STOCK_DIR = ROOT / "bench" / "out"
@@ -223,7 +224,7 @@ class Run:
         self.balancer: Optional[Balancer] = None
 
     def start(self) -> None:
-        from actions.content import get_content
+        from content.loader import get_content
 
         self.content = get_content()
         try:
@@ -268,8 +269,7 @@ class Run:
                 self.notes.append(f"nginx not started ({type(error).__name__}): the client alternated between the "
                                   "two servers itself.")
 
-    FIRST = {"en": "my boss took my passport", "id": "paspor saya ditahan majikan", "ms": "majikan simpan pasport saya",
-             "vi": "chủ giữ hộ chiếu của tôi", "th": "นายจ้างยึดพาสปอร์ต"}
+    FIRST_INTENT = "ask_protect_documents"  # "my boss took my passport", as each language's data asks it
 
     async def first_message_per_language(self, url: str) -> Dict[str, float]:
         """Seconds for the first message in each language after the server
@@ -280,7 +280,7 @@ class Run:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             client = Client(session, url)
             for lang in LANGUAGES:
-                seconds[lang], _ = await client.say(f"first-{lang}", self.FIRST[lang])
+                seconds[lang], _ = await client.say(f"first-{lang}", sample(lang, self.FIRST_INTENT) or lang)
         return seconds
 
     def urls(self, name: str) -> List[str]:
@@ -311,9 +311,8 @@ class Run:
     def scripts(self) -> List[List[str]]:
         questions = recognised_questions(self.servers["waypoint"], self.content, LANGUAGES, per_language=10)
         self.questions = questions
-        greet = {"en": "hello", "id": "halo", "ms": "helo", "vi": "xin chào", "th": "สวัสดี"}
-        thanks = {"en": "thank you", "id": "terima kasih", "ms": "terima kasih", "vi": "cảm ơn", "th": "ขอบคุณ"}
-        return [[greet[lang]] + [text for text, _ in questions[lang][:3]] + [thanks[lang]] + [questions[lang][3][0]]
+        return [[sample(lang, "greet") or lang] + [text for text, _ in questions[lang][:3]] +
+                [sample(lang, "thank") or lang] + [questions[lang][3][0]]
                 for lang in LANGUAGES if len(questions[lang]) >= 4]
 
     def throughput(self, scripts: List[List[str]]) -> Tuple[List[str], Dict]:

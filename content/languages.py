@@ -39,6 +39,8 @@ class Language:
     spacy_blank: Optional[str] = None  # spaCy's blank language, where it has one that segments this script
     distinct_letters: str = ""  # letters only this Latin-script language writes (unambiguous evidence)
     family: str = ""  # languages of one family share greetings and negative crisis patterns (Malay, Indonesian)
+    font_package: str = ""  # Debian package with a font for its script (screenshots, browser tests)
+    locale: str = ""  # BCP 47 with the region most of its users write from ("ms-MY"); the code when absent
 
     @property
     def latin(self) -> bool:

@@ -40,3 +40,10 @@ def read_labelled_examples(paths: Iterable[pathlib.Path]) -> List[Tuple[str, str
 def training_files(language: Optional[str] = None) -> List[pathlib.Path]:
     pattern = f"{language}/*.yml" if language else "*/*.yml"
     return sorted((data_dir() / "nlu").glob(pattern))
+
+
+def sample(language: str, intent: str, index: int = 0) -> Optional[str]:
+    """An example of an intent as that language's training data writes it (tools
+    and benchmarks speak each language without listing languages themselves)."""
+    found = [text for path in training_files(language) for text, name, _ in nlu_examples(path) if name == intent]
+    return found[index % len(found)] if found else None

@@ -18,34 +18,38 @@ sys.path.insert(0, str(ROOT))
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-# A question, then the country button the assistant offers (helplines with tap-to-call numbers).
-CONVERSATIONS = {
-    "en": "I need a helpline",
-    "id": "saya butuh nomor bantuan",
-    "ms": "saya perlukan talian bantuan",
-    "vi": "tôi cần số đường dây nóng",
-    "th": "ขอเบอร์สายด่วนหน่อย",
-}
-COUNTRY = {"en": "MY", "id": "ID", "ms": "MY", "vi": "VN", "th": "TH"}
+# A question for helplines as the language's training data asks it, then the
+# country button of the language's locale (helplines with tap-to-call numbers),
+# or the first country offered.
+QUESTION_INTENT = "ask_help_helplines"
 
 
-def shoot(url: str, lang: str, out: pathlib.Path) -> None:
+def shoot(url: str, lang: str, out: pathlib.Path, country: str = "") -> None:
     from playwright.sync_api import sync_playwright
+
+    from content import languages
+    from content.nlu_files import sample
+
+    language = languages.get(lang)
+    question = sample(lang, QUESTION_INTENT)
+    if language is None or question is None:
+        raise SystemExit(f"{lang}: not a language with training data for {QUESTION_INTENT}")
+    locale = language.locale or lang
+    country = country or locale.partition("-")[2]
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
-                                      locale={"en": "en-GB", "id": "id-ID", "ms": "ms-MY", "vi": "vi-VN",
-                                              "th": "th-TH"}[lang])
+                                      locale=locale)
         page = context.new_page()
         page.goto(f"{url}/chat?lang={lang}")
-        page.fill("#message", CONVERSATIONS[lang])
+        page.fill("#message", question)
         page.press("#message", "Enter")
         page.locator("#writing").wait_for(state="hidden", timeout=60_000)
         stored = page.evaluate("() => JSON.parse(window.sessionStorage.getItem('waypoint-chat'))")
         buttons = [m for m in stored["messages"] if m.get("buttons")][-1]["buttons"]
-        wanted = f'"country":"{COUNTRY[lang]}"'
-        index = next((i for i, b in enumerate(buttons) if wanted in b["payload"]), None)
+        wanted = f'"country":"{country}"'
+        index = next((i for i, b in enumerate(buttons) if wanted in b["payload"]), 0 if buttons else None)
         if index is not None:
             page.locator(".from-bot").filter(has=page.locator(".choice")).last.locator(".choice").nth(index).click()
             page.locator("#writing").wait_for(state="hidden", timeout=60_000)
@@ -60,18 +64,19 @@ def shoot(url: str, lang: str, out: pathlib.Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running Waypoint (default: start one)")
-    parser.add_argument("--lang", default="en", choices=sorted(CONVERSATIONS))
+    parser.add_argument("--lang", default="en", help="a code from data/languages.yml")
+    parser.add_argument("--country", default="", help="the country button to press (default: the locale's region)")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "webchat-phone.png")
     args = parser.parse_args()
     if args.url:
-        shoot(args.url.rstrip("/"), args.lang, args.out)
+        shoot(args.url.rstrip("/"), args.lang, args.out, args.country)
     else:
         from tests.servers import Waypoint
 
         with tempfile.TemporaryDirectory() as var:
             server = Waypoint(pathlib.Path(var)).start()
             try:
-                shoot(server.url, args.lang, args.out)
+                shoot(server.url, args.lang, args.out, args.country)
             finally:
                 server.stop()
     print(f"saved {args.out}")

@@ -1,4 +1,5 @@
 """Content files: guides, helplines, countries, messages; broken files named by file and field."""
+import re
 import pathlib
 import shutil
 
@@ -162,3 +163,16 @@ def test_validate_command_prints_problems_without_a_traceback(data_copy):
     assert result.returncode == 1
     assert "help.helplines.yml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_word_mixes_two_non_latin_scripts():
+    """A Khmer vowel inside a Thai name, a Myanmar letter inside a Thai word: a
+    writer's slip that renders as broken text on the reader's phone."""
+    from content.languages import SCRIPTS
+
+    ranges = {name: "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in spans) for name, spans in SCRIPTS.items()}
+    mixed = re.compile("|".join(f"[{ranges[a]}][{ranges[b]}]" for a in ranges for b in ranges if a != b))
+    root = pathlib.Path(__file__).resolve().parents[1] / "data"
+    slips = [f"{path.relative_to(root)}:{number}" for path in sorted(root.rglob("*.yml"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if mixed.search(line)]
+    assert not slips, slips
