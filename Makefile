@@ -60,6 +60,9 @@ telegram-webhook: install ## Point Telegram at this server once: make telegram-w
 telegram-poll: model ## Run with Telegram over getUpdates (development without a public address)
 	@$(ENV) $(PY) -m channels.telegram poll
 
+messenger-setup: install ## Set the Messenger page's Get Started button, greeting and menu once (needs MESSENGER_PAGE_ACCESS_TOKEN)
+	@$(ENV) $(PY) -m channels.messenger setup
+
 lock: ## Re-resolve requirements.in into requirements.lock (in a scratch venv)
 	@scripts/lock.sh
 

@@ -33,8 +33,26 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from channels.meta import (
-    DAY, DELETE, EMPTY_BODY, LANGUAGE, MEDIA_LIMIT, START, GraphClient, Incoming, MetaConfig, MetaInput, MetaOutput,
-    button_title, dicts, mapping, media_filename, seconds, shorten, split_for, string, user_id,
+    DAY,
+    DELETE,
+    EMPTY_BODY,
+    LANGUAGE,
+    MEDIA_LIMIT,
+    START,
+    GraphClient,
+    Incoming,
+    MetaConfig,
+    MetaInput,
+    MetaOutput,
+    button_title,
+    dicts,
+    mapping,
+    media_filename,
+    seconds,
+    shorten,
+    split_for,
+    string,
+    user_id,
 )
 from content import languages, settings
 from content.texts import text as message_text
@@ -51,13 +69,14 @@ MODES = {"response": {"messaging_type": "RESPONSE"},
          "human_agent": {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}}
 GREETING_LIMIT = 160
 MENU_TITLE_LIMIT = 30
-# Our registry languages as Meta locales (the greeting and the menu, per locale).
-LOCALES = {"en": "en_US", "id": "id_ID", "ms": "ms_MY", "vi": "vi_VN", "th": "th_TH", "my": "my_MM", "km": "km_KH",
-           "lo": "lo_LA"}
-# Those on Meta's published list of supported locales (Messenger Platform,
-# "Supported Locales"); if Meta refuses the others, setup retries with these.
-LISTED_LOCALES = ("en_US", "id_ID", "ms_MY", "vi_VN", "th_TH")
+# Our registry languages as Meta locales (the greeting and the menu, per locale):
+# each entry's BCP 47 locale ("ms-MY") written Meta's way ("ms_MY").
+LOCALES = {lang.code: lang.locale.replace("-", "_") for lang in languages.REGISTRY if lang.locale}
+# Those of ours on Meta's published list of supported locales (Messenger
+# Platform, "Supported Locales"); if Meta refuses the others, setup retries with these.
+LISTED_LOCALES = ("en_GB", "en_US", "id_ID", "ms_MY", "vi_VN", "th_TH")
 MEDIA_KINDS = {"audio": "voice", "video": "video", "file": "file"}
+PROFILE_WAIT = 5.0  # seconds the first answer waits for the user's locale
 
 
 class MessengerOutput(MetaOutput):
@@ -157,9 +176,14 @@ class MessengerInput(MetaInput):
             return self._locales[sender]
         hint = None
         if self.graph is not None:
-            result = await self.graph.call("GET", event.user, "profile locale", params={"fields": "locale"},
-                                           attempts=1)
-            if result.ok:
+            try:  # the answer does not wait long for a hint
+                result = await asyncio.wait_for(self.graph.call("GET", event.user, "profile locale",
+                                                                params={"fields": "locale"}, attempts=1, quiet=True),
+                                                PROFILE_WAIT)
+            except asyncio.TimeoutError:
+                result = None
+                logger.info("Messenger: the user's locale was not known in time; no hint")
+            if result is not None and result.ok:
                 hint = languages.normalise_hint(string(mapping(result.data).get("locale"), 20) or None)
         self._locales[sender] = hint
         while len(self._locales) > 20000:

@@ -47,7 +47,7 @@ from sanic.request import Request
 
 from channels import base
 from channels.state import ChannelState, get_state
-from content import languages, settings
+from content import languages
 from content.text import cut_text, split_text, utf16_len
 from content.texts import text as message_text
 
@@ -117,7 +117,7 @@ def handshake(args: Mapping[str, Any], verify_token: str) -> Tuple[int, str]:
 def parse_json(raw: bytes) -> Any:
     """The body as JSON, or None (never raises: deep nesting, huge numbers, bad UTF-8)."""
     try:
-        return json.loads(raw or b"")
+        return json.loads((raw or b"").decode("utf-8"))  # strict: no lone surrogates from raw bytes
     except (ValueError, UnicodeDecodeError, RecursionError, TypeError):
         return None
 
@@ -139,7 +139,14 @@ def string(value: Any, limit: int = 100_000) -> str:
         return ""
     if isinstance(value, int):
         return str(value)
-    return value[:limit] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    value = value[:limit]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): replaced
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def user_id(value: Any) -> Optional[str]:
@@ -247,7 +254,8 @@ class GraphClient:
         return min(base_delay * 2 ** (attempt - 1), 30.0) * (0.8 + 0.4 * random.random())
 
     async def call(self, method: str, path: str, what: str, *, body: Optional[Dict[str, Any]] = None,
-                   params: Optional[Dict[str, Any]] = None, attempts: Optional[int] = None) -> GraphResult:
+                   params: Optional[Dict[str, Any]] = None, attempts: Optional[int] = None,
+                   quiet: bool = False) -> GraphResult:
         import httpx
 
         url = f"{self.base_url}/{path.lstrip('/')}"
@@ -266,19 +274,19 @@ class GraphClient:
                     return last
                 slow = resp.status_code == 429 or last.code in RATE_LIMIT_CODES
                 if not (slow or resp.status_code >= 500 or last.code in TRANSIENT_CODES):
-                    return self._failed(what, last)
+                    return self._failed(what, last, quiet)
                 reason, retry_after = f"HTTP {resp.status_code}, code {last.code}", _retry_after(resp)
             delay = retry_after if retry_after is not None else self._delay(attempt, slow)
             if attempt == attempts or waited + delay > self.max_wait:
-                return self._failed(what, last)
+                return self._failed(what, last, quiet)
             logger.info("%s: %s failed (%s), retry %d in %.1f s", self.label, what, reason, attempt, delay)
             await asyncio.sleep(delay)
             waited += delay
         return self._failed(what, last)  # pragma: no cover
 
-    def _failed(self, what: str, result: GraphResult) -> GraphResult:
+    def _failed(self, what: str, result: GraphResult, quiet: bool = False) -> GraphResult:
         self.failures[what] += 1
-        logger.warning("%s: %s failed (HTTP %s, code %s, subcode %s)", self.label, what, result.status or "none",
+        (logger.info if quiet else logger.warning)("%s: %s failed (HTTP %s, code %s, subcode %s)", self.label, what, result.status or "none",
                        result.code, result.subcode)
         return result
 
@@ -623,7 +631,7 @@ class MetaInput(InputChannel):
         async with self.locks(sender):
             try:
                 await self._handle_in_order(event, sender)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 logger.error("%s: message handling failed (%s)", self.label, type(error).__name__)
                 logger.debug("%s: message handling failure", self.label, exc_info=True)
 

@@ -28,8 +28,24 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from channels.meta import (
-    DAY, EMPTY_BODY, MEDIA_ID_RE, MEDIA_LIMIT, Incoming, MediaError, MetaConfig, MetaInput, MetaOutput,
-    button_title, dicts, mapping, media_filename, seconds, shorten, split_for, string, user_id,
+    DAY,
+    EMPTY_BODY,
+    MEDIA_ID_RE,
+    MEDIA_LIMIT,
+    Incoming,
+    MediaError,
+    MetaConfig,
+    MetaInput,
+    MetaOutput,
+    button_title,
+    dicts,
+    mapping,
+    media_filename,
+    seconds,
+    shorten,
+    split_for,
+    string,
+    user_id,
 )
 from content import settings
 from content.text import utf16_len
@@ -57,6 +73,17 @@ class WhatsAppOutput(MetaOutput):
 def _preferred(button: Dict[str, Any]) -> str:
     short = button.get("short_title")
     return " ".join(str(short if isinstance(short, str) and short.strip() else button.get("title") or "").split())
+
+
+def _tail_apart(text: str) -> List[str]:
+    """A text longer than an interactive message may carry, as (the head, a
+    tail of at most 1,024 characters that carries the buttons), cut where
+    split_text would cut (paragraphs, lines, sentences, words)."""
+    pieces = split_for(text, BODY_LIMIT)
+    tail = pieces[-1]
+    at = text.rfind(tail)
+    head = text[:at].strip() if at > 0 else "\n\n".join(pieces[:-1])
+    return [part for part in (head, tail) if part]
 
 
 class WhatsAppInput(MetaInput):
@@ -229,7 +256,9 @@ class WhatsAppInput(MetaInput):
         buttons = [b for b in buttons if b.get("payload")]
         interactive = None
         if buttons:
-            body = parts.pop() if parts and utf16_len(parts[-1]) <= BODY_LIMIT else EMPTY_BODY
+            if parts and utf16_len(parts[-1]) > BODY_LIMIT:
+                parts += _tail_apart(parts.pop())
+            body = parts.pop() if parts else EMPTY_BODY
             interactive = self.interactive(body, buttons, language)
         ids = []
         for part in parts:
