@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, Optional, Text
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
@@ -34,12 +34,11 @@ from rasa_sdk.forms import ValidationAction
 
 from actions.base import Events, WaypointAction, handler
 from actions.context import Facts, facts
-from content.loader import get_content
-
+from actions.reply import Reply
 from content import languages
 from content.languages import CODES as LANGUAGES
-from actions.reply import Reply
 from content.languages import UNSUPPORTED_REASONS, normalise_hint
+from content.loader import get_content
 from content.text import normalise, strip_accents
 
 logger = logging.getLogger(__name__)
@@ -72,8 +71,8 @@ def named_language(text: Optional[str]) -> Optional[str]:
         longest = {code: max((len(strip_accents(w)) for w in LANGUAGE_WORDS[code]
                               if _named(strip_accents(w), plain)), default=0) for code in found}
         best = max(found, key=lambda c: longest[c])
-        found = {c for c in found if c == best or languages.get(c).family != languages.get(best).family
-                 or not languages.get(c).family}
+        found = {c for c in found if c == best or languages.BY_CODE[c].family != languages.BY_CODE[best].family
+                 or not languages.BY_CODE[c].family}
     return found.pop() if len(found) == 1 else None
 
 

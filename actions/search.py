@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-
 from typing import Dict, Iterable, List, Tuple
 
 from content.languages import CODES as LANGUAGES

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 from rasa_sdk.endpoint import create_app
 from sanic import response

@@ -20,12 +20,13 @@ import os
 import pathlib
 import tempfile
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import yaml
 
 from bench.common import DATA, ROOT, pct, write_report
-from content.languages import CODES, get as get_language
+from content.languages import CODES
+from content.languages import get as get_language
 from content.text import language_of_script
 
 SLOTS = ("language", "country", "nationality", "audience", "topic", "is_minor", "reporting_for", "pending_question")

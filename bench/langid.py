@@ -30,7 +30,7 @@ def raw_langdetect(text: str) -> str:
 def main() -> None:
     scorer = LanguageScorer.from_nlu_files(sorted((ROOT / "data" / "nlu").glob("*/*.yml")))
     sets = load_sets("langid")
-    rows, short_rows, confusion = [], [], collections.Counter()
+    rows, confusion = [], collections.Counter()
     totals = collections.Counter()
     misses = []
     timings = {"waypoint": 0.0, "langdetect": 0.0}

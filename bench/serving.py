@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bench.common import LANGUAGES, ROOT, write_report
 from content.nlu_files import sample
@@ -186,7 +186,7 @@ def store_turns(services: Optional[Services], turns: int) -> List[str]:
         store = cls(domain, **settings)
         sender = f"store-bench-{kind}-{db}-{os.getpid()}"
 
-        async def run() -> List[float]:
+        async def run(store: Any = store, sender: str = sender) -> List[float]:
             seconds = []
             tracker = await store.get_or_create_tracker(sender, append_action_listen=False)
             for event in (ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")):
@@ -374,7 +374,7 @@ class Run:
                                                              control=f"len-{name}-fresh", control_from=turns - 20))
             first, last = long_turns[:20], long_turns[-20:]
             self.turns = turns
-            paired = statistics.median(a / b for a, b in zip(last, fresh))  # each turn against the one right after
+            paired = statistics.median(a / b for a, b in zip(last, fresh, strict=False))  # each turn against the one right after
             rows.append(f"| {label[name]} | {median_ms(first):.0f} | {median_ms(last):.0f} | {pct(last, 95):.0f} | "
                         f"**{statistics.median(last) / statistics.median(first):.2f}** | {median_ms(fresh):.0f} | "
                         f"**{paired:.2f}** |")

@@ -89,7 +89,7 @@ async def conversation_language(agent: Any, sender_id: str, hint: Optional[str] 
             slot = tracker.get_slot("language") if tracker is not None else None
         except Exception as error:  # noqa: BLE001 - a kind answer must not depend on the store
             logger.warning("channel: the conversation's language is unknown (%s)", type(error).__name__)
-    return slot if languages.is_supported(slot) else (languages.normalise_hint(hint) or languages.DEFAULT)
+    return str(slot) if languages.is_supported(slot) else (languages.normalise_hint(hint) or languages.DEFAULT)
 
 
 # -- the hand-off and deletion around a turn ----------------------------------------------------------
@@ -229,7 +229,7 @@ async def run_turn(on_new_message: Callable[[Any], Awaitable[Any]], user_message
     except asyncio.CancelledError:
         logger.error("%s: a turn was cancelled", channel)
         return False
-    except Exception as error:  # noqa: BLE001 - never a 500 with a stack trace, never silence
+    except Exception as error:
         logger.error("%s: a turn failed (%s)", channel, type(error).__name__)
         logger.debug("%s: turn failure", channel, exc_info=True)
         return False

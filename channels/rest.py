@@ -39,7 +39,7 @@ def parse_body(raw: bytes) -> Tuple[str, str, Dict[str, Any]]:
     try:
         data = json.loads(raw or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("body is not JSON")
+        raise BadRequest("body is not JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
     sender = data.get("sender", "default")

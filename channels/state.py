@@ -242,22 +242,22 @@ class ChannelState:
     def payload_key(self, payload: str) -> str:
         digest = hashlib.sha256(payload.encode()).hexdigest()
         with self.memory.lock:
-            for key, known in self.memory.payloads.items():
+            for known_key, known in self.memory.payloads.items():
                 if known == payload:
-                    return key
-        key = None
+                    return known_key
+        stored: Optional[str] = None
         try:
             with self.engine.begin() as connection:
-                key = connection.execute(self.sa.select(self.payloads_t.c.key).where(
+                stored = connection.execute(self.sa.select(self.payloads_t.c.key).where(
                     self.payloads_t.c.payload_hash == digest)).scalar()
-                if key is None:
-                    key = secrets.token_hex(8)
-                    connection.execute(self.payloads_t.insert().values(key=key, payload_hash=digest, payload=payload,
-                                                                       at=time.time()))
+                if stored is None:
+                    stored = secrets.token_hex(8)
+                    connection.execute(self.payloads_t.insert().values(key=stored, payload_hash=digest,
+                                                                       payload=payload, at=time.time()))
             self._ok()
         except Exception as error:  # noqa: BLE001
             self._failed(error)
-            key = key or secrets.token_hex(8)
+        key = stored or secrets.token_hex(8)
         with self.memory.lock:
             self.memory.payloads[key] = payload
             while len(self.memory.payloads) > 20000:
@@ -328,8 +328,8 @@ def get_state() -> ChannelState:
     """This process's channel state (one store for every channel)."""
     global _state
     if _state is None:
-        from content import settings
         from channels.base import id_secret
+        from content import settings
 
         _state = ChannelState(settings.state_url(), id_secret())
     return _state

@@ -12,7 +12,6 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse
-
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion

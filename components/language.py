@@ -32,7 +32,6 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import yaml
 
-from content.languages import CODES as LANGUAGES
 from content import languages
 from content.languages import LATIN_CODES as LATIN_LANGUAGES
 from content.languages import UNSUPPORTED_REASONS, normalise_hint  # noqa: F401 - re-exported for the components
@@ -155,16 +154,17 @@ class LanguageScorer:
         script, count = _main_script(text)
         if script == "myanmar" and count * 2 >= letters and other_myanmar_script(text):
             # Shan, Mon, Karen ... in the Myanmar script: said honestly, in Burmese when we have it.
-            lang = "my" if languages.is_supported("my") else (hint or languages.DEFAULT)
+            burmese = languages.languages_of_script("myanmar")
+            lang = burmese[0] if burmese else (hint or languages.DEFAULT)
             return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "unsupported language")
         if script is not None and count * 2 >= letters:
             own = languages.languages_of_script(script)
             if len(own) == 1:
                 return LanguageGuess(own[0], 1.0, {own[0]: 1.0}, n_words, True, f"{script} script")
-        for lang in _DISTINCT:
-            if _distinct_letters(text, lang) >= 1 and self._distinct_script(text, lang):
-                return LanguageGuess(lang.code, 1.0, {lang.code: 1.0}, n_words, True,
-                                     f"{lang.english_name.lower()} letters")
+        for distinct in _DISTINCT:
+            if _distinct_letters(text, distinct) >= 1 and self._distinct_script(text, distinct):
+                return LanguageGuess(distinct.code, 1.0, {distinct.code: 1.0}, n_words, True,
+                                     f"{distinct.english_name.lower()} letters")
         if letters == 0:
             lang = hint or "en"
             return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "no letters")
@@ -185,10 +185,10 @@ class LanguageScorer:
         scores = self._latin_scores(plain, n_words, hint)
         family = [code for code in languages.members(MALAY_FAMILY) if code in scores]
         if family and tokens and all(t in MALAY_FAMILY_GREETINGS or t in INTERNATIONAL for t in tokens):
-            lang = hint if hint in family else max(family, key=scores.get)
+            lang = hint if hint in family else max(family, key=lambda code: scores[code])
             return LanguageGuess(lang, 0.5, {lang: 0.5}, n_words, False, "malay-family greeting")
         probs = _softmax(scores)
-        best = max(probs, key=probs.get)
+        best = max(probs, key=lambda code: probs[code])
         return LanguageGuess(best, probs[best], probs, n_words, False, "statistics")
 
     @staticmethod
@@ -227,7 +227,7 @@ class LanguageScorer:
         between weight*log(0.02) and weight*log(1.02) to a language, the same to
         Indonesian and Malay (it cannot tell them apart); plus a margin of 1."""
         swing = self.langdetect_weight * (math.log(1.02) - math.log(0.02)) + 1.0
-        best = max(scores, key=scores.get)
+        best = max(scores, key=lambda code: scores[code])
         pair = set(languages.family_of(best))
         return all(scores[best] - v > swing for lang, v in scores.items() if lang not in pair)
 

@@ -19,7 +19,7 @@ from components.intents import IntentModel, feature_text
 from components.language import LanguageScorer
 from content import languages, lexicons
 from content.languages import normalise_hint
-from content.text import WORD_RE, SEGMENTERS, language_of_script, myanmar_unicode
+from content.text import SEGMENTERS, WORD_RE, language_of_script, myanmar_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class LanguageIdentifier(TrainedComponent):
         return LanguageScorer.train([])  # lexicons only
 
     def train(self, training_data: TrainingData) -> Resource:
-        pairs = [(m.get(TEXT), training_language(m)) for m in training_data.intent_examples]
-        pairs = [(t, lang) for t, lang in pairs if t and lang]
+        pairs = [(str(m.get(TEXT)), str(training_language(m))) for m in training_data.intent_examples
+                 if m.get(TEXT) and training_language(m)]
         logger.info("language scorer trained on %d labelled examples", len(pairs))
         return self.persist(LanguageScorer.train(pairs))
 

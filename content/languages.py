@@ -122,7 +122,7 @@ def is_supported(code: Optional[str]) -> bool:
 
 
 def or_default(code: Optional[str]) -> str:
-    return code if code in BY_CODE else DEFAULT  # type: ignore[return-value]
+    return code if code in BY_CODE else DEFAULT
 
 
 def normalise_hint(hint: Optional[str]) -> Optional[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
 import pathlib
 import re
 import sys
@@ -235,7 +234,7 @@ def _check_guide(path: pathlib.Path, raw: Any, taxonomy: Dict, problems: List[st
     if len(problems) > start:
         return None
     return Guide(
-        topic=topic, area=area, path=path, country_dependent=bool(raw.get("country_dependent")),
+        topic=str(topic), area=area, path=path, country_dependent=bool(raw.get("country_dependent")),
         related=tuple(related), sources=tuple(sources),
         languages={k: dict(v) for k, v in languages.items() if k in LANGUAGES},
         country_notes={str(k): dict(v) for k, v in notes.items()},
@@ -326,7 +325,7 @@ def load_helplines(root: pathlib.Path, countries: Dict, problems: List[str]) -> 
             continue
         result.append(Helpline(
             id=entry["id"], country=entry["country"], kinds=tuple(kinds), names=names,
-            channels=tuple(channels), hours=dict(hours), languages=tuple(entry.get("languages") or ()),
+            channels=tuple(channels), hours=dict(hours or {}), languages=tuple(entry.get("languages") or ()),
             area=area, ref=str(entry["ref"]), source=entry["source"], checked=str(entry["checked"]),
         ))
     ids = [h.id for h in result]

@@ -19,7 +19,8 @@ def nlu_examples(path: pathlib.Path) -> List[Tuple[str, str, Optional[str]]]:
         if not isinstance(block, dict) or not isinstance(block.get("examples"), str):
             continue
         lang = (block.get("metadata") or {}).get("language")
-        examples.extend((line[2:].strip(), block.get("intent"), lang)
+        intent = str(block.get("intent") or "")
+        examples.extend((line[2:].strip(), intent, str(lang) if lang else None)
                         for line in block["examples"].splitlines() if line.startswith("- "))
     return examples
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Tuple
 
 from content.text import normalise, strip_accents
 
@@ -124,7 +124,7 @@ def _entries(raw_countries: Dict, raw_places: Dict) -> List[Entry]:
     for code, names in (raw_places.get("nationalities") or {}).items():
         for name in names or []:
             add(name, "nationality", code)
-    for code, names in (raw_places.get("languages") or {}).items():
+    for names in (raw_places.get("languages") or {}).values():
         for name in names or []:
             add(name, "language", None)
     for item in raw_places.get("conflicts") or []:
@@ -190,12 +190,12 @@ class Matcher:
 
 
 @functools.lru_cache(maxsize=4)
-def _matcher(content_id: int, countries_key: int) -> Matcher:  # noqa: ARG001 - cache keys
+def _matcher(content_id: int, countries_key: int) -> Matcher:
     import yaml
 
     from content.paths import data_dir
 
-    raw_places = {}
+    raw_places: Dict[str, Any] = {}
     path = data_dir() / "places.yml"
     if path.exists():
         raw_places = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

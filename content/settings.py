@@ -69,7 +69,7 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("WAYPOINT_HANDOFF_TIMEOUT_SECONDS", "600", "no counsellor accepts within this time: the user is told honestly and gets helplines"),
     _s("WAYPOINT_OPERATORS_LANGUAGE", "en", "language of the bot's texts in the operators' chat"),
     # -- identity
-    _s("WAYPOINT_ID_SECRET", "", "key of the hashes that replace platform ids in the tracker store (default: derived from the Telegram token)", True),
+    _s("WAYPOINT_ID_SECRET", "", "key of the hashes that replace platform ids in the tracker store and of the encrypted chat addresses (default: derived from the Telegram token; Messenger and WhatsApp stay off without one)", True),
     # -- Telegram
     _s("TELEGRAM_BOT_TOKEN", "", "the bot's token (unset: Telegram off)", True),
     _s("TELEGRAM_WEBHOOK_SECRET", "", "checked against X-Telegram-Bot-Api-Secret-Token (default: derived from the token)", True),

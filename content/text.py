@@ -261,7 +261,9 @@ def _split(text: str, limit: int, levels: Sequence[Tuple[str, str]]) -> List[str
 
 
 def _hard_cut(text: str, limit: int) -> List[str]:
-    parts, current, size = [], [], 0
+    parts: List[str] = []
+    current: List[str] = []
+    size = 0
     for char in text:
         width = 2 if ord(char) > 0xFFFF else 1
         if size + width > limit:

@@ -37,7 +37,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set
 
 from content import languages, settings
 from content.texts import text as message_text
-from handoff.case import CLOSED, EXPIRED, CANCELLED, LIVE, OPEN, WAITING, Case
+from handoff.case import CANCELLED, CLOSED, EXPIRED, LIVE, WAITING, Case
 from handoff.queues import FallbackQueues
 from handoff.repository import CaseRepository
 

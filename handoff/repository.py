@@ -79,7 +79,7 @@ class CaseRepository(abc.ABC):
     @abc.abstractmethod
     def purge_older_than(self, days: float) -> int: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: only the SQL repository holds connections
         """Releases connections."""
 
 

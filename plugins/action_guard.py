@@ -120,7 +120,7 @@ def install() -> Dict[str, bool]:
         return await guarded_run(original, self, output_channel, nlg, tracker, domain)
 
     run.__wrapped__ = original  # type: ignore[attr-defined]
-    RemoteAction.run = run  # type: ignore[method-assign]
+    RemoteAction.run = run
     _installed = {"deadlines": True}
     return dict(_installed)
 
@@ -165,7 +165,7 @@ async def fallback_events(name: str, output_channel: Any, nlg: Any, tracker: Any
 def _language(tracker: Any) -> str:
     slot = tracker.get_slot("language") if "language" in tracker.slots else None
     if languages.is_supported(slot):
-        return slot
+        return str(slot)
     latest = getattr(tracker, "latest_message", None)
     proposal = (latest.parse_data.get("language_id") or {}) if latest is not None else {}
     return languages.or_default(proposal.get("language") if isinstance(proposal, dict) else None)

@@ -312,7 +312,7 @@ def _registry() -> bool:
         return lookup(cls, name)  # Rasa's own: every default component, then its error
 
     _from_registry.__wrapped__ = lookup  # type: ignore[attr-defined]
-    DefaultV1Recipe._from_registry = classmethod(_from_registry)  # type: ignore[method-assign, assignment]
+    DefaultV1Recipe._from_registry = classmethod(_from_registry)
     return True
 
 
@@ -371,5 +371,5 @@ def _defer_train_schema() -> bool:
         return metadata
 
     from_dict.__wrapped__ = read  # type: ignore[attr-defined]
-    ModelMetadata.from_dict = classmethod(from_dict)  # type: ignore[method-assign, assignment]
+    ModelMetadata.from_dict = classmethod(from_dict)
     return True

@@ -80,7 +80,7 @@ class AtomicRedisLockStore(RedisLockStore):
         except LockError:
             raise
         except Exception as error:  # as Rasa's issue_ticket does
-            raise LockError(f"Error while acquiring lock. Error:\n{error}")
+            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
 
     def update_lock(self, conversation_id: str) -> None:
         def drop_expired(lock: Optional[TicketLock]) -> Tuple[Optional[TicketLock], None]:

@@ -98,7 +98,7 @@ def _validate_once() -> bool:
         return True
 
     _validate_action_result.__wrapped__ = original  # type: ignore[attr-defined]
-    RemoteAction._validate_action_result = _validate_action_result  # type: ignore[method-assign]
+    RemoteAction._validate_action_result = _validate_action_result
     return True
 
 
@@ -121,7 +121,7 @@ def _cache_event_types() -> bool:
         return cls
 
     resolve_by_type.__wrapped__ = lookup  # type: ignore[attr-defined]
-    Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[method-assign, assignment]
+    Event.resolve_by_type = staticmethod(resolve_by_type)
     return True
 
 
@@ -191,6 +191,6 @@ def _reuse_connections() -> bool:
 
     session.__wrapped__ = original_session  # type: ignore[attr-defined]
     request.__wrapped__ = original_request  # type: ignore[attr-defined]
-    config.session = session  # type: ignore[method-assign]
-    config.request = request  # type: ignore[method-assign]
+    config.session = session
+    config.request = request
     return True

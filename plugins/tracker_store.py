@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore, TrackerStore
 from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
@@ -81,6 +81,7 @@ class WaypointInMemoryTrackerStore(ForgetMixin, InMemoryTrackerStore):
 
 
 class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
+    engine: Any  # SQLAlchemy's Engine, made by Rasa's SQLTrackerStore
     """SQLite by default (endpoints.yml); PostgreSQL with ``dialect: postgresql``.
 
     SQLite runs with ``secure_delete`` on, so deleted conversations are

@@ -11,10 +11,10 @@ Markers say what a test needs; without it the test is skipped with the reason
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import sys
-import asyncio
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest

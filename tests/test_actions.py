@@ -18,7 +18,8 @@ from actions.helplines import ActionShowHelplines
 from actions.language import ActionSetLanguage
 from actions.privacy import ActionDeleteData, redact
 from content.loader import get_content
-from tests.conftest import make_tracker, run_action as run
+from tests.conftest import make_tracker
+from tests.conftest import run_action as run
 
 
 def test_survivors_get_the_short_answer_with_tell_me_more_in_their_language():

@@ -7,7 +7,6 @@ conversation."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
@@ -20,8 +19,8 @@ from actions.helplines import ActionShowHelplines
 from actions.language import ValidateSlotMappings
 from actions.privacy import ActionDeleteData, ActionExplain
 from content.loader import get_content
-from tests.conftest import make_tracker, run_action as run
-
+from tests.conftest import make_tracker
+from tests.conftest import run_action as run
 
 # -- crises ---------------------------------------------------------------------------------
 

@@ -12,11 +12,10 @@ from rasa.shared.nlu.training_data.message import Message
 
 from components.intents import IntentModel
 from components.language import LanguageScorer
+from components.nlu import EmergencyOverride
 from content.languages import CODES as LANGUAGES
 from content.nlu_files import nlu_examples
-from components.nlu import EmergencyOverride
 from tests.conftest import ROOT
-
 
 
 def messages_in(folder):

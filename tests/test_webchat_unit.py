@@ -1,7 +1,14 @@
 """The web chat channel's pure parts, without servers (tests/test_webchat.py
 drives the real page in Chromium)."""
-from channels.webchat import (RateLimiter, SlidingWindow, WebChatInput, i18n_script, language_code, parse_origins,
-                              visible)
+from channels.webchat import (
+    RateLimiter,
+    SlidingWindow,
+    WebChatInput,
+    i18n_script,
+    language_code,
+    parse_origins,
+    visible,
+)
 from plugins.tracker_store import FORGET_MARKER
 
 
@@ -63,7 +70,8 @@ def test_page_words_exist_in_every_language_and_the_page_learns_the_languages():
 
     script = i18n_script()
     listed = json.loads(script.split("window.WAYPOINT_LANGUAGES = ", 1)[1].split(";\n", 1)[0])
-    assert [l["code"] for l in listed] == list(CODES) and [l["name"] for l in listed] == [l.native_name for l in REGISTRY]
+    assert [entry["code"] for entry in listed] == list(CODES)
+    assert [entry["name"] for entry in listed] == [lang.native_name for lang in REGISTRY]
     words = json.loads(script.split("window.WAYPOINT_I18N = ", 1)[1].strip().rstrip(";"))
     assert set(words) == set(CODES)
     for lang, table in words.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import functools
 import logging
 import random
 import warnings
@@ -62,14 +63,14 @@ class TelegramBot:
         try:
             await self.bot.initialize()
             return True
-        except Exception as error:  # the server keeps running; every call retries on its own
+        except Exception as error:  # noqa: BLE001 - the server keeps running; every call retries on its own
             logger.warning("Telegram: getMe failed (%s); will keep trying on each call", type(error).__name__)
             return False
 
     async def stop(self) -> None:
         try:
             await self.bot.shutdown()
-        except Exception:  # pragma: no cover - shutting down anyway
+        except Exception:  # noqa: BLE001  # pragma: no cover - shutting down anyway
             pass
 
     async def call(self, method: str, factory: Callable[[], Awaitable[Any]], *, quiet: Tuple[type, ...] = ()) -> Any:
@@ -98,7 +99,7 @@ class TelegramBot:
                 logger.info("Telegram: %s failed (%s), retry %d in %.1f s", method, type(error).__name__, attempt, delay)
                 await asyncio.sleep(delay)
                 waited += delay
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - every other failure is reported, never raised
                 return self._failed(method, error)
         return None  # pragma: no cover
 
@@ -157,11 +158,11 @@ class TelegramBot:
         done = 0
         for start in range(0, len(ids), DELETE_BATCH):
             batch = ids[start:start + DELETE_BATCH]
-            if await self.call("deleteMessages", lambda b=batch: self.bot.delete_messages(chat_id, b), quiet=(BadRequest,)):
+            if await self.call("deleteMessages", functools.partial(self.bot.delete_messages, chat_id, batch), quiet=(BadRequest,)):
                 done += len(batch)
                 continue
             for message_id in batch:
-                if await self.call("deleteMessage", lambda m=message_id: self.bot.delete_message(chat_id, m),
+                if await self.call("deleteMessage", functools.partial(self.bot.delete_message, chat_id, message_id),
                                    quiet=(BadRequest,)):
                     done += 1
         return done
@@ -211,7 +212,7 @@ class TelegramBot:
                         BotCommand("help", message_text("label_helplines", lang)),
                         BotCommand("human", message_text("label_talk_to_person", lang)),
                         BotCommand("delete", message_text("command_delete", lang))]
-            if await self.call("setMyCommands", lambda c=commands, l=language: self.bot.set_my_commands(c, language_code=l)):
+            if await self.call("setMyCommands", functools.partial(self.bot.set_my_commands, commands, language_code=language)):
                 done += 1
         return done
 

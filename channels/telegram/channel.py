@@ -325,7 +325,7 @@ class TelegramInput(InputChannel):
         async with self.locks(chat.id):
             try:
                 await self._handle_in_order(update, chat)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 logger.error("Telegram: update handling failed (%s)", type(error).__name__)
                 logger.debug("Telegram: update handling failure", exc_info=True)
 
@@ -416,6 +416,8 @@ class TelegramInput(InputChannel):
         data = query.data or ""
         payload = self.state.payload(data[len(PAYLOAD_PREFIX):]) if data.startswith(PAYLOAD_PREFIX) else data
         client = self.client
+        if client is None:
+            return  # Telegram is not started: there is no one to answer
         if not payload:
             await client.answer_callback(query.id, message_text("button_expired", await self._language(sender, hint)))
             return

@@ -47,18 +47,13 @@ Logs hold counts, statuses and error types, never a message's text.
 """
 from __future__ import annotations
 
-import asyncio
-import collections
-import hashlib
-import hmac
 import html
 import json
 import logging
-import os
 import pathlib
 import re
 import time
-from typing import Any, Awaitable, Callable, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
@@ -80,8 +75,9 @@ SENDER_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SENDER_PREFIX = "web-"
 MAX_BODY_BYTES = 64 * 1024
 POLLS_PER_MINUTE = 40  # the page polls every 3 s while a hand-off is waiting or live
-DEFAULTS = {"exit_url": "https://www.google.com/search?q=weather", "origins": "", "max_chars": 2000,
-            "rate_session": 20, "rate_address": 60}
+DEFAULT_EXIT_URL = "https://www.google.com/search?q=weather"
+DEFAULTS: Dict[str, Any] = {"exit_url": DEFAULT_EXIT_URL, "origins": "", "max_chars": 2000, "rate_session": 20,
+                            "rate_address": 60}
 
 
 # -- settings -----------------------------------------------------------------
@@ -116,7 +112,7 @@ def _exit_url(value: Any) -> str:
     url = str(value)
     if urlsplit(url).scheme not in ("http", "https"):
         logger.warning("webchat: the quick exit URL must be http(s); using the default")
-        return DEFAULTS["exit_url"]
+        return DEFAULT_EXIT_URL
     return url
 
 
@@ -202,9 +198,8 @@ class WebChatInput(InputChannel):
                    rate_session=int(_setting(credentials, "rate_session")),
                    rate_address=int(_setting(credentials, "rate_address")))
 
-    def __init__(self, exit_url: str = DEFAULTS["exit_url"], origins: Tuple[str, ...] = (),
-                 max_chars: int = DEFAULTS["max_chars"], rate_session: int = DEFAULTS["rate_session"],
-                 rate_address: int = DEFAULTS["rate_address"]) -> None:
+    def __init__(self, exit_url: str = DEFAULT_EXIT_URL, origins: Tuple[str, ...] = (), max_chars: int = 2000,
+                 rate_session: int = 20, rate_address: int = 60) -> None:
         self.exit_url = exit_url
         self.origins = origins
         self.max_chars = max_chars
@@ -280,7 +275,7 @@ class WebChatInput(InputChannel):
         page = self.page()
 
         class WebChatBlueprint(Blueprint):
-            def register(self, app, options):  # noqa: ANN001 - Sanic's signature
+            def register(self, app, options):
                 super().register(app, options)
                 if not getattr(app.ctx, "waypoint_chat_page", False):
                     app.add_route(chat_page, "/chat", methods=["GET"], name="waypoint_webchat_page")
@@ -328,7 +323,9 @@ class WebChatInput(InputChannel):
                 text = data.get("message")
                 if not isinstance(text, str) or not text.strip():
                     raise BadRequest("message must be a non-empty string")
-                metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+                metadata = data.get("metadata") or {}
+                if not isinstance(metadata, dict):
+                    metadata = {}
                 hint = language_code(base.language_hint(sender_id, metadata.get("language_hint")))
             except BadRequest as error:
                 return response.json({"error": str(error)}, status=400)
