@@ -115,10 +115,20 @@ async def minor(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any
     return events + _ask_where(reply, tracker, country, "help.helplines")
 
 
+def _their_place(tracker: Tracker, turn: Facts) -> Any:
+    """Where the person reported is: the one country the message names besides
+    the writer's own ("my friend went to Malaysia ... I'm in the Philippines"),
+    else as for the writer."""
+    others = turn.places.named - {turn.places.located, turn.places.home}
+    if len(others) == 1:  # "my friend went to Malaysia" names where the friend is
+        return next(iter(others))
+    return _place(tracker, turn)
+
+
 @handler("report_for_other")
 async def report_for_other(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     child = bool(data.get("child"))
-    country = _place(tracker, turn)
+    country = _their_place(tracker, turn)
     events: Events = [SlotSet("reporting_for", "child" if child else "adult"),
                       SlotSet("topic", "child.child_victims" if child else "ident.am_i_a_victim")]
     if data.get("next_steps"):
@@ -129,9 +139,12 @@ async def report_for_other(reply: Reply, tracker: Tracker, turn: Facts, data: Di
     need = "child" if child else "report"
     if data.get("danger") and country in reply.content.countries:
         reply.numbers("emergency", country, None)
+    asked = data.get("topic")
+    topic_buttons = [reply.topic_button(asked)] if asked in reply.content.guides and asked not in (
+        "ident.am_i_a_victim", "child.child_victims", "help.helplines") else []
     if country in reply.content.countries:
         reply.numbers(need, country, None)
-        reply.say("reporter_offer", buttons=[reply.person_button()])
+        reply.say("reporter_offer", buttons=[*topic_buttons, reply.person_button()])
         return events
     reply.send(helplines.compact_text(reply.content, "child" if child else "emergency", reply.language))
     return events + reply.ask_country("help.helplines", key="reporter_ask_country")

@@ -43,6 +43,8 @@ REPORT_INTENTS = ("ask_help_helplines", "ask_ident_am_i_a_victim", "request_huma
 UNSURE = 0.55  # below this a topic reading may be a follow-up on the last topic
 FOLLOW_UP_WORDS = 10
 LAST_TOPIC_PROBABILITY = 0.08
+SITUATION_WORDS = 15  # a reporter who writes this much describes a specific person's situation
+NUMBERS_TOPICS = ("help.helplines",)  # a repeated request for numbers gets the numbers again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +116,10 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
 
     # 3. a child writing; someone writing for another person
     if ("child_other" in turn.signals and reporting) or ("reporter" in turn.signals and not practitioner and (
-            intent in REPORT_INTENTS or turn.confidence < UNSURE)):
+            intent in REPORT_INTENTS or turn.confidence < UNSURE or turn.n_words >= SITUATION_WORDS)):
+        # a specific person's situation: the reporter's answer, with the topic they asked as a button
         return Decision("report_for_other", "someone reports for another person",
-                        {"child": "child_other" in turn.signals})
+                        {"child": "child_other" in turn.signals, "topic": topic_of(intent)})
     if ("minor_self" in turn.signals or intent == "inform_minor") and "reporter" not in turn.signals \
             and tracker.get_slot("audience") != "practitioner":
         return Decision("minor", "the writer is under 18")
@@ -148,8 +151,9 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
         return Decision("follow_up", "an unsure short question read against the last topic",
                         {"kind": "more", "topic": last_topic})
 
-    # 7. the same question again
-    if asked and asked == last_topic and not turn.is_button and tracker.get_slot("answered") == f"{asked}:short":
+    # 7. the same question again (numbers are always shown again: short, and what matters)
+    if asked and asked == last_topic and asked not in NUMBERS_TOPICS and not turn.is_button \
+            and tracker.get_slot("answered") == f"{asked}:short":
         return Decision("repeat", "the same question again", {"topic": asked})
 
     # 8. not understood

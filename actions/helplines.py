@@ -39,12 +39,12 @@ async def show_helplines(reply: Reply, tracker: Tracker, turn: Facts, data: Dict
     located = tracker.get_slot("country")
     if country not in reply.content.countries:
         return events + reply.ask_country("help.helplines")
-    # Asking for the numbers of one's own country while abroad: that country's
-    # lines and its line for citizens abroad.
-    if located and located != country and nationality in (None, country):
-        nationality = country
+    # Asking for the numbers of one's own country while abroad: its line for
+    # citizens abroad first (short numbers work only inside the country), then its lines.
+    home = turn.places.home or nationality
+    abroad_from = located if located and located != country and home in (None, country) else None
     has_numbers = any(h.country == country for h in reply.content.helplines)
-    reply.numbers("helplines", country, nationality if nationality != country or located != country else None)
+    reply.numbers("helplines", country, None if abroad_from else nationality, abroad_from=abroad_from)
     if not has_numbers and not nationality:
         return events + reply.ask_home("help.helplines")
     reply.say("offer_person", buttons=[reply.person_button()])

@@ -51,11 +51,12 @@ class Reply:
         self.dispatcher.utter_message(json_message=marker)
 
     # -- numbers ---------------------------------------------------------------------------------------
-    def numbers(self, need: str, country: Optional[str], nationality: Optional[str] = None) -> bool:
+    def numbers(self, need: str, country: Optional[str], nationality: Optional[str] = None,
+                abroad_from: Optional[str] = None) -> bool:
         """The verified numbers for ``need`` as one message (lines already shown in
         this turn left out); True when it held any."""
         body, shown = helplines.numbers_text(self.content, need, self.language, country, nationality,
-                                             exclude=self.shown_lines)
+                                             exclude=self.shown_lines, abroad_from=abroad_from)
         self.shown_lines += shown
         self.send(body)
         return bool(shown)

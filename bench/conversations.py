@@ -29,6 +29,7 @@ from content.languages import CODES
 from content.languages import get as get_language
 from content.text import language_of_script
 
+TELEGRAM_TOKEN = "123456:bench-conversations"
 SLOTS = ("language", "country", "nationality", "audience", "topic", "is_minor", "reporting_for", "pending_question")
 
 
@@ -107,11 +108,18 @@ def play(server: Any, conversations: List[Dict[str, Any]], language: str, scorer
 
 
 def run(config: str, sets: Dict[str, List[Dict[str, Any]]], scorer: Any) -> Dict[str, Dict[str, Any]]:
+    from tests.fake_telegram import FakeTelegram
     from tests.servers import ActionServer, RasaServer
 
     var = pathlib.Path(tempfile.mkdtemp(prefix=f"conversations-{config}-"))
+    # A deployment with a counsellors' desk (the live hand-off needs Telegram's
+    # operators' group): Telegram here is a local fake of the Bot API.
+    telegram = FakeTelegram(TELEGRAM_TOKEN).start()
     env = {"WAYPOINT_DIALOGUE": config, "WAYPOINT_TRACKER_DB": str(var / "tracker.db"),
-           "WAYPOINT_STATE_DB": str(var / "state.db")}
+           "WAYPOINT_STATE_DB": str(var / "state.db"), "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+           "TELEGRAM_API_BASE_URL": telegram.url, "TELEGRAM_WEBHOOK_SECRET": "bench-secret",
+           "WAYPOINT_ID_SECRET": "bench-id-secret", "WAYPOINT_OPERATORS_CHAT_ID": "-1001234567890",
+           "WAYPOINT_OPERATOR_HOURS": "always"}
     actions = ActionServer(var / "actions", env).start()
     rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, env=env).start()
     try:
@@ -119,6 +127,7 @@ def run(config: str, sets: Dict[str, List[Dict[str, Any]]], scorer: Any) -> Dict
     finally:
         rasa.stop()
         actions.stop()
+        telegram.stop()
 
 
 def main() -> None:

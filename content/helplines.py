@@ -99,18 +99,29 @@ def block(content: "Content", helplines: Iterable["Helpline"], language: str, gr
 
 def numbers_text(content: "Content", need: str, language: str, country: Optional[str],
                  nationality: Optional[str] = None, now: Optional[dt.datetime] = None,
-                 exclude: Iterable[str] = ()) -> Tuple[str, List[str]]:
+                 exclude: Iterable[str] = (), abroad_from: Optional[str] = None) -> Tuple[str, List[str]]:
     """The numbers for a need as one message, and the ids of the lines it holds
     (none: it says plainly that no confirmed number is known).
 
     A known country with no verified line of the kind says so plainly and falls
     back to what is verified (its emergency numbers for a child; the home
     country's line abroad). A country we know by name but have no numbers for
-    (Singapore, Taiwan ...) says so too. Unknown country: every country's lines."""
+    (Singapore, Taiwan ...) says so too. Unknown country: every country's lines.
+
+    ``abroad_from``: the user is in that country and asks for the numbers of
+    ``country``, their home: its line for citizens abroad comes first (short
+    numbers such as 1343 work only inside the country)."""
     known = country in content.countries and any(h.country == country for h in content.helplines)
     place = content.country_name(country, language) if country else ""
     lines = for_need(content, need, country if known else None, exclude) if (known or not country) else []
     parts: List[str] = []
+    home_abroad: List["Helpline"] = []
+    if abroad_from and country and abroad_from != country:
+        home_abroad = [h for h in content.helplines if h.country == country and "nationals_abroad" in h.kinds
+                       and h.id not in set(exclude)]
+        if home_abroad:
+            parts.append(text("numbers_intro_abroad", language, country=place))
+            parts.append(block(content, home_abroad, language, group_by_country=False, now=now))
     if country and not known:
         parts.append(text("helplines_no_numbers_country", language, country=place))
     elif lines:
@@ -127,12 +138,12 @@ def numbers_text(content: "Content", need: str, language: str, country: Optional
                 parts.append(text("numbers_intro_emergency", language, country=place))
                 parts.append(block(content, fallback, language, group_by_country=False, now=now))
                 lines = fallback
-    abroad = abroad_lines(content, nationality, country if known else None)
+    abroad = [] if home_abroad else abroad_lines(content, nationality, country if known else None)
     if abroad:
         parts.append(text("numbers_intro_abroad", language,
                           country=content.country_name(nationality, language)))
         parts.append(block(content, abroad, language, group_by_country=False, now=now))
-    return "\n\n".join(p for p in parts if p), [h.id for h in lines + abroad]
+    return "\n\n".join(p for p in parts if p), [h.id for h in home_abroad + lines + abroad]
 
 
 def crisis_text(content: "Content", need: str, language: str, country: Optional[str],

@@ -32,12 +32,21 @@ if TYPE_CHECKING:  # pragma: no cover
 # Words just before a name that say "I am there" (accents folded), and after it
 # for Burmese (postposition).
 LOCATED_BEFORE = re.compile(r"(?<!\w)(?:in|at|inside|di|kat|dekat|dkt|dlm|dalam|sini di|o|tai|ben|dang o|"
-                            r"now in|stuck in|here in|ada di|skrg di|sekarang di|sy di|aku di|saya di)"
+                            r"now in|stuck in|here in|ada di|skrg di|sekarang di|sy di|aku di|saya di|sang|qua ben)"
                             r"[\s:,-]*$")
-LOCATED_BEFORE_SCRIPT = re.compile(r"(?:อยู่|ที่|ตอนนี้อยู่|នៅ|ຢູ່|ທີ່)\s*$")
+LOCATED_BEFORE_SCRIPT = re.compile(r"(?:อยู่|ที่|ตอนนี้อยู่|ใน|នៅ|ក្នុង|ຢູ່|ທີ່|ໃນ)\s*$")
 LOCATED_AFTER_SCRIPT = re.compile(r"^\s*(?:မှာ|ထဲမှာ)")
-FROM_BEFORE = re.compile(r"(?<!\w)(?:from|dari|asal|asal dari|org|orang|tu|tu ben|nguoi|quê|que)[\s:,-]*$")
+FROM_BEFORE = re.compile(r"(?<!\w)(?:from|dari|asal|asal dari|org|orang|tu|tu ben|nguoi|quê|que|"
+                         r"(?:back\s+)?home\s+in|kampung\s+(?:halaman\s+)?(?:saya\s+|aku\s+|sy\s+|ku\s+)?(?:di|kat)|tanah\s+air|"
+                         r"que\s+(?:o|nha\s+o)|ve\s+nuoc|nuoc\s+minh\s+o)[\s:,-]*$")
 FROM_BEFORE_SCRIPT = re.compile(r"(?:มาจาก|คน|ชาว|មកពី|ຈາກ|ມາຈາກ)\s*$")
+# The writer's own place, where a message names two ("my friend is in Cambodia,
+# I'm in Ipoh"): a first person just before the locative.
+SELF_BEFORE = re.compile(r"(?<!\w)(?:i\s*'?\s*m|im|i\s+am|i\s+live|we\s+are|we\s*'?re|saya|sy|aku|ak|gue|gw|kami|"
+                         r"toi|tui|em|minh|bon\s+em|chung\s+toi)\s+(?:\w+\s+){0,2}?"
+                         r"(?:in|at|di|kat|dekat|dkt|dlm|o|dang\s+o|ben)[\s:,-]*$")
+SELF_BEFORE_SCRIPT = re.compile(r"(?:ผม|ฉัน|หนู|เรา|ดิฉัน|กู)\s*(?:ตอนนี้|ทำงาน)?\s*(?:อยู่|อยู่ที่|ที่)\s*$|"
+                                r"ខ្ញុំ\s*(?:\S+\s*)?នៅ\s*$|ຂ້ອຍ\s*(?:\S+\s*)?ຢູ່\s*$")
 LATIN = re.compile(r"[a-z]")
 
 
@@ -57,6 +66,7 @@ class Match:
     end: int
     located: bool
     from_here: bool
+    self_located: bool = False  # "I'm in ...", "saya kat ...": the writer's own place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +85,8 @@ class Found:
     def located(self) -> Optional[str]:
         """The one country the message says the user is in (None if none or several)."""
         found = self._countries(("country", "place"), lambda m: m.located and not m.from_here)
+        if len(found) > 1:  # two places: the one the writer says they are in
+            found = self._countries(("country", "place"), lambda m: m.self_located and not m.from_here)
         return next(iter(found)) if len(found) == 1 else None
 
     @property
@@ -185,7 +197,8 @@ class Matcher:
             located = bool(LOCATED_BEFORE.search(before_folded) or LOCATED_BEFORE_SCRIPT.search(before)
                            or LOCATED_AFTER_SCRIPT.search(after))
             from_here = bool(FROM_BEFORE.search(before_folded) or FROM_BEFORE_SCRIPT.search(before))
-            matches.append(Match(entry, start, end, located, from_here))
+            self_located = bool(SELF_BEFORE.search(before_folded) or SELF_BEFORE_SCRIPT.search(before))
+            matches.append(Match(entry, start, end, located or self_located, from_here, self_located))
         return Found(tuple(sorted(matches, key=lambda m: m.start)))
 
 

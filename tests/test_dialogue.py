@@ -114,6 +114,42 @@ def test_a_friend_reporting_an_adult_gets_that_countrys_numbers():
     assert changes.get("reporting_for") == "adult" and "1343" in out and "is_minor" not in changes
 
 
+def test_a_friend_abroad_gets_the_numbers_of_where_the_friend_is_not_of_the_writer():
+    _, changes, out = run(ActionAnswerTopic(), "kawan saya umur 28 pergi kerja kat kemboja, rupanya kena paksa buat "
+                          "scam. pasport dia kena ambil. saya kat ipoh. dia boleh call siapa?",
+                          "ask_ident_forced_criminality", confidence=0.66, slots={"language": "ms", "country": "MY"})
+    assert changes.get("reporting_for") == "adult"
+    assert "117" in out and "999" not in out.replace("15999", ""), "Cambodia's police, not Malaysia's"
+
+
+def test_a_reporter_describing_a_situation_keeps_a_button_to_the_topic_asked():
+    messages, _, _ = run(ActionAnswerTopic(), "my friend went to cambodia for a call centre job and now they force her "
+                         "to scam people and took her passport, who can she call", "ask_ident_forced_criminality",
+                         confidence=0.8)
+    payloads = [b["payload"] for m in messages for b in m.get("buttons") or []]
+    assert "/ask_ident_forced_criminality" in payloads and "/request_human" in payloads
+
+
+def test_a_child_who_gives_an_age_without_years_is_a_child():
+    _, changes, out = run(ActionAnswerTopic(), "aku umur 14 kak, skrg di jakarta. disuruh kerja terus sama om yg bawa "
+                          "aku dari kampung", "ask_ident_am_i_a_victim", confidence=0.4, slots={"language": "id"})
+    assert changes.get("is_minor") is True and "129" in out
+
+
+def test_home_numbers_asked_from_abroad_start_with_the_line_for_citizens_abroad():
+    _, _, out = run(ActionShowHelplines(), "im filipino working in malaysia. whats the number back home in the "
+                    "philippines for OFWs in trouble?", "ask_help_helplines",
+                    slots={"country": "MY", "nationality": "PH"})
+    assert "+63 2 1348" in out and out.index("1348") < out.index("1343"), "reachable from abroad comes first"
+    assert "999" not in out.replace("15999", "")
+
+
+def test_numbers_asked_again_are_shown_again():
+    _, _, out = run(ActionShowHelplines(), "and the trafficking hotline in the philippines?", "ask_help_helplines",
+                    slots={"country": "PH", "topic": "help.helplines", "answered": "help.helplines:short"})
+    assert "1343" in out
+
+
 def test_a_parent_is_not_a_minor():
     _, changes, _ = run(ActionAnswerTopic(), "my daughter is 16, can she get her passport back",
                         "ask_protect_documents", confidence=0.9)
