@@ -66,6 +66,8 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
     count = int(tracker.get_slot("crisis_count") or 0)
     events: Events = [SlotSet("topic", topic), SlotSet("intro_shown", True), SlotSet("crisis_count", float(count + 1)),
                       SlotSet("answered", f"{topic}:short")]
+    if "minor_self" in turn.signals and tracker.get_slot("audience") != "practitioner":
+        events.append(SlotSet("is_minor", True))  # a child in danger: the child line with the emergency numbers
     need = "crisis" if self_harm else "emergency"
     known = country in reply.content.countries and any(h.country == country for h in reply.content.helplines)
     if data.get("country_only"):  # the country given after the numbers: that country's, in full
@@ -90,7 +92,7 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
             reply.send(guide.text(reply.language, "survivor"))
     else:
         _numbers(reply, "emergency", country, nationality)
-        if tracker.get_slot("is_minor") and known:
+        if (tracker.get_slot("is_minor") or "minor_self" in turn.signals) and known:
             reply.numbers("child", country, None)
         guide = reply.content.guides.get("help.emergency")
         if guide is not None:

@@ -96,7 +96,10 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
         topic = "help.self_harm" if "self_harm" in turn.crisis or intent == "report_self_harm" else "help.emergency"
         return Decision("answer_topic", "a practitioner's question about a crisis", {"topic": topic,
                                                                                      "danger_button": True})
-    reporting = "reporter" in turn.signals or ("child_other" in turn.signals and practitioner)
+    # a writer who gives their own age under 18 is the child, whoever else they mention
+    # ("my mum doesn't know where I am ... I'm 15")
+    writer_child = "minor_self" in turn.signals and not practitioner
+    reporting = ("reporter" in turn.signals and not writer_child) or ("child_other" in turn.signals and practitioner)
     if crisis and "self_harm" not in turn.crisis and reporting:
         return Decision("report_for_other", "someone reports another person in danger",
                         {"child": "child_other" in turn.signals, "danger": True})
@@ -115,12 +118,12 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
             return Decision("handoff_consent", f"answer to {pending}")
 
     # 3. a child writing; someone writing for another person
-    if ("child_other" in turn.signals and reporting) or ("reporter" in turn.signals and not practitioner and (
+    if ("child_other" in turn.signals and reporting) or (reporting and not practitioner and (
             intent in REPORT_INTENTS or turn.confidence < UNSURE or turn.n_words >= SITUATION_WORDS)):
         # a specific person's situation: the reporter's answer, with the topic they asked as a button
         return Decision("report_for_other", "someone reports for another person",
                         {"child": "child_other" in turn.signals, "topic": topic_of(intent)})
-    if ("minor_self" in turn.signals or intent == "inform_minor") and "reporter" not in turn.signals \
+    if (writer_child or (intent == "inform_minor" and "reporter" not in turn.signals)) \
             and tracker.get_slot("audience") != "practitioner":
         return Decision("minor", "the writer is under 18")
 

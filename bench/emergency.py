@@ -57,7 +57,8 @@ def reading(parser: Parser, text: str) -> Dict:
             "signals": lexicons.signals(text)}
 
 
-def crisis_table(parser: Parser, sets: Dict[str, dict]) -> List[str]:
+def crisis_table(parser: Parser, sets: Dict[str, dict], title: str = "## Crises (bench/data/crisis)",
+                 note: str = "") -> List[str]:
     rows = []
     total: Counter = collections.Counter()
     for lang in CODES:
@@ -97,8 +98,9 @@ def crisis_table(parser: Parser, sets: Dict[str, dict]) -> List[str]:
         rows.append(_crisis_row(lang, s))
     rows.append(_crisis_row("**all**", total))
     return [
-        "## Crises (bench/data/crisis)",
+        title,
         "",
+        *([note, ""] if note else []),
         "Recall: danger now answered as a crisis; self-harm answered as self-harm (crisis lines, not the police",
         "script); the writer under 18 recognised (and not as a reporter); a child reported by someone else",
         "recognised as such (a reporter, about a child), and how often that reporter was taken for a minor; an",
@@ -164,7 +166,13 @@ def main() -> None:
             "nor the training examples; the lexicons' own writers saw neither set. Machine-written, not reviewed by",
             "native speakers. 'The assistant' is the whole NLU pipeline (classifier and crisis override); the",
             "lexicons run on every message in every language at once.", ""]
-    body += crisis_table(parser, load_sets("crisis"))
+    body += crisis_table(parser, load_sets("crisis"), note=(
+        "Written before the lexicons' second round; that round's writer did not see it, but its misses were "
+        "described to them by category, so it is no longer entirely blind: the next set is."))
+    body += [""] + crisis_table(parser, load_sets("crisis_blind"), title="## Crises, a second blind set "
+                                "(bench/data/crisis_blind)", note=(
+        "Written by a new writer after the lexicons' second round, from a one-page brief only (no lexicon, "
+        "example, rule, other set or code seen); nothing was tuned on it. This is the fairest figure here."))
     body += ["", "## The older emergency set (bench/data/emergency)", "",
              "Danger and self-harm together count for recall (either crisis intent); ordinary questions that mention",
              "danger in passing for false alarms. A question the classifier is sure of keeps its answer and ends",

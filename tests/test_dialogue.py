@@ -150,6 +150,13 @@ def test_numbers_asked_again_are_shown_again():
     assert "1343" in out
 
 
+def test_a_child_who_mentions_family_is_still_the_child():
+    _, changes, out = run(ActionAnswerTopic(), "my mum doesnt know where i am. the lady said i would be a waitress in "
+                          "bangkok but its not waitress. im 15", "ask_ident_am_i_a_victim", confidence=0.4,
+                          slots={"country": "TH"})
+    assert changes.get("is_minor") is True and "reporting_for" not in changes and "1387" in out
+
+
 def test_a_parent_is_not_a_minor():
     _, changes, _ = run(ActionAnswerTopic(), "my daughter is 16, can she get her passport back",
                         "ask_protect_documents", confidence=0.9)
