@@ -1,6 +1,6 @@
 """Content files: guides, helplines, countries, messages; broken files named by file and field."""
-import re
 import pathlib
+import re
 import shutil
 
 import pytest
