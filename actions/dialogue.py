@@ -99,7 +99,14 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     # a writer who gives their own age under 18 is the child, whoever else they mention
     # ("my mum doesn't know where I am ... I'm 15")
     writer_child = "minor_self" in turn.signals and not practitioner
-    reporting = ("reporter" in turn.signals and not writer_child) or ("child_other" in turn.signals and practitioner)
+    # "they locked us in and hit my friend": the writer is among those in danger, not reporting for them;
+    # and a writer who says they are held, hit or hunted now is in danger even where the crisis lexicons
+    # missed the wording (a question keeps its answer, with the danger button)
+    writer_in_danger = "writer_in_danger" in turn.signals and not practitioner
+    if writer_in_danger and not crisis and not turn.is_question and not turn.is_button:
+        crisis = True
+    reporting = ("reporter" in turn.signals and not writer_child and not (crisis and writer_in_danger)) or (
+        "child_other" in turn.signals and practitioner)
     if crisis and "self_harm" not in turn.crisis and reporting:
         return Decision("report_for_other", "someone reports another person in danger",
                         {"child": "child_other" in turn.signals, "danger": True})
@@ -162,4 +169,6 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     # 8. not understood
     if intent == "nlu_fallback" or default == "fallback":
         return Decision("fallback", "not understood")
+    if writer_in_danger and default == "answer_topic":
+        return Decision(default, "a question from a writer who may be in danger", {"danger_button": True})
     return Decision(default, "rules")

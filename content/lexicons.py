@@ -44,7 +44,7 @@ from content.text import normalise, strip_accents
 logger = logging.getLogger(__name__)
 
 SIGNALS = ("minor_self", "reporter", "child_other", "practitioner_role", "survivor_role", "clear_yes", "not_now",
-           "fear_of_being_seen", "present")
+           "fear_of_being_seen", "present", "writer_in_danger")
 CRISES = ("emergency", "self_harm")
 BUILTIN_EMERGENCY = (r"\bsos\b", r"\bmayday\b")  # universal distress words, whatever the files say
 LONG_MESSAGE = 400
