@@ -6,6 +6,10 @@ import sys
 BENCHMARKS = [
     ["bench.langid"],
     ["bench.emergency"],
+    ["bench.content"],
+    ["bench.conversations"],
+    ["bench.faults"],
+    ["bench.memory"],
     ["bench.nlu"],  # trains the stock pipeline for comparison: over an hour on 2 cores
     ["bench.serving"],
 ]

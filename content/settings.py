@@ -153,3 +153,18 @@ def state_url(env: Optional[Mapping[str, str]] = None) -> str:
         auth = f"{user}:{password}@" if password else f"{user}@"
         return f"postgresql://{auth}{host}:{get('WAYPOINT_PG_PORT', env)}/{get('WAYPOINT_PG_DB', env)}"
     return f"sqlite:///{state_db_path(env)}"
+
+
+def markdown_table() -> str:
+    """The README's configuration table (``python -m content.settings``;
+    tests/test_settings.py checks that the README holds exactly this)."""
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for setting in SETTINGS:
+        default = "unset" if not setting.default else f"`{setting.default}`"
+        secret = " **Secret**: set it in the environment only." if setting.secret else ""
+        rows.append(f"| `{setting.name}` | {default} | {setting.doc}.{secret} |".replace("..", "."))
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

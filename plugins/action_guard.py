@@ -1,7 +1,7 @@
 """Never silence: when the action server fails, the Rasa server answers itself.
 
 Every call to the action server (``RemoteAction.run``) gets a deadline far below
-Rasa's five minutes (``WAYPOINT_ACTION_TIMEOUT_SECONDS``, default 2). A call
+Rasa's five minutes (``WAYPOINT_ACTION_TIMEOUT_SECONDS``, default 4). A call
 that fails or runs out of time is answered by the Rasa server from the same
 data files the actions use (content/):
 
