@@ -39,7 +39,8 @@ def test_held_out_sets_cover_every_intent_in_every_language(domain):
     """The blind set was written for the intents of 2026-11 (its README); every
     intent, the ones added since included, is in the held-out set tests/nlu."""
     for lang in LANGUAGES:
-        blind = {i for _, i, _ in nlu_examples(ROOT / "tests" / "nlu_blind" / f"{lang}.yml")}
+        blind_path = ROOT / "tests" / "nlu_blind" / f"{lang}.yml"  # the five languages of 2026-11 only
+        blind = {i for _, i, _ in nlu_examples(blind_path)} if blind_path.exists() else set()
         held = {i for _, i, _ in nlu_examples(ROOT / "tests" / "nlu" / f"{lang}.yml")}
         assert blind <= set(domain["intents"]), lang
         assert held == set(domain["intents"]), (lang, set(domain["intents"]) - held)
