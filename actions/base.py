@@ -65,8 +65,8 @@ class WaypointAction(Action, abc.ABC):
         logger.info("turn: %s -> %s (%s)", turn.intent, decision.handler, decision.reason)
         events: Events = []
         urgent = decision.handler == "crisis" or bool(decision.data.get("danger"))
-        if not tracker.get_slot("intro_shown"):
-            if self.show_intro and not urgent:  # never an introduction before crisis numbers
+        if not tracker.get_slot("intro_shown") and (self.show_intro or urgent):
+            if not urgent:  # never an introduction before crisis numbers (the numbers carry the essentials)
                 reply.say("intro")
             events.append(SlotSet("intro_shown", True))
         if turn.proposal.get("reason") in languages.UNSUPPORTED_REASONS and not urgent and not turn.is_button:

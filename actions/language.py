@@ -188,9 +188,13 @@ async def set_language(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[s
     if not chosen:
         reply.say("ask_language", buttons=languages.language_buttons())
         return []
-    Reply(reply.dispatcher, tracker, None, language=chosen).say("language_set")
+    chosen_reply = Reply(reply.dispatcher, tracker, None, language=chosen)
+    chosen_reply.say("language_set")
     reply.sent.append("language_set")
-    return [SlotSet("language", chosen)]
+    if tracker.get_slot("intro_shown"):
+        return [SlotSet("language", chosen)]
+    chosen_reply.say("intro")  # the session's introduction, in the language just chosen
+    return [SlotSet("language", chosen), SlotSet("intro_shown", True)]
 
 
 @handler("unsupported_language")

@@ -158,8 +158,8 @@ def crisis_text(content: "Content", need: str, language: str, country: Optional[
 
 
 def compact_text(content: "Content", need: str, language: str, nationality: Optional[str] = None) -> str:
-    """Every country's numbers for a need, one short line each ("Thailand: 191 ·
-    1155 · 1669"): what a person in danger who has not said where they are can
+    """Every country's numbers for a need, one short line each ("Thailand: ☎ 191 ·
+    ☎ 1155 · ☎ 1669"): what a person in danger who has not said where they are can
     read on one screen."""
     lines = []
     for code in content.countries:
@@ -167,7 +167,8 @@ def compact_text(content: "Content", need: str, language: str, nationality: Opti
                    if c["type"] in ("phone", "sms", "whatsapp")]
         if numbers:
             unique = list(dict.fromkeys(numbers))
-            lines.append(f"{content.country_name(code, language)}: {' · '.join(unique[:4])}")
+            phone = CHANNEL_LABELS["phone"]  # the mark the web page and apps turn into a tap-to-call link
+            lines.append(f"{content.country_name(code, language)}: {' · '.join(f'{phone} {n}' for n in unique[:4])}")
     parts = [text("numbers_intro_" + need + "_all", language) if need in ("emergency", "crisis", "child")
              else text("numbers_intro_all", language), "\n".join(lines)]
     abroad = abroad_lines(content, nationality, None)

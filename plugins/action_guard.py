@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from content import languages, settings
 from plugins import source_matches
@@ -50,7 +50,8 @@ class Breaker:
         self.failures = 0
         self.opened_at: Optional[float] = None
         self.trying = False
-        self.last_failure: Dict[str, float] = {}  # sender id -> when a call of theirs failed
+        # sender id -> (when a call of theirs failed, the turn it failed in)
+        self.last_failure: Dict[str, Tuple[float, Optional[str]]] = {}
 
     @property
     def state(self) -> str:
@@ -58,11 +59,19 @@ class Breaker:
             return "closed"
         return "half-open" if time.monotonic() - self.opened_at >= self.reset_after else "open"
 
-    def allow(self, sender_id: str) -> bool:
+    def allow(self, sender_id: str, turn: Optional[str] = None) -> bool:
+        """Whether to call the action server now. A call in the same turn as one
+        of this user's that just failed is answered at once (the action after a
+        slot validation that ran out of time would run out of time too); the
+        user's next message is a turn like any other."""
         failed = self.last_failure.get(sender_id)
-        if failed is not None and time.monotonic() - failed < SAME_TURN_SECONDS and self.state != "closed":
-            return False
         state = self.state
+        if failed is not None and state != "closed":
+            at, failed_turn = failed
+            same_turn = failed_turn == turn if turn is not None and failed_turn is not None else (
+                time.monotonic() - at < min(SAME_TURN_SECONDS, self.reset_after))
+            if same_turn:
+                return False
         if state == "closed":
             return True
         if state == "half-open" and not self.trying:
@@ -76,10 +85,10 @@ class Breaker:
         self.failures, self.opened_at, self.trying = 0, None, False
         self.last_failure.pop(sender_id, None)
 
-    def failed(self, sender_id: str) -> None:
+    def failed(self, sender_id: str, turn: Optional[str] = None) -> None:
         self.failures += 1
         self.trying = False
-        self.last_failure[sender_id] = time.monotonic()
+        self.last_failure[sender_id] = (time.monotonic(), turn)
         if len(self.last_failure) > 10000:
             self.last_failure.clear()
         if self.failures >= self.threshold and (self.opened_at is None or self.state == "half-open"):
@@ -122,7 +131,21 @@ def install() -> Dict[str, bool]:
     run.__wrapped__ = original  # type: ignore[attr-defined]
     RemoteAction.run = run
     _installed = {"deadlines": True}
+    warm_content()
     return dict(_installed)
+
+
+def warm_content() -> None:
+    """Loads the content when the Rasa server starts, so that a degraded answer
+    never depends on reading the files at that moment: an edit in progress then
+    keeps the last good version in service (content.loader.get_content)."""
+    from content.loader import ContentError, get_content
+
+    try:
+        get_content()
+    except (ContentError, OSError) as error:
+        logger.error("degraded answers: content not loaded at start (%s); will retry when needed",
+                     type(error).__name__)
 
 
 async def guarded_run(original: Any, action: Any, output_channel: Any, nlg: Any, tracker: Any, domain: Any
@@ -132,7 +155,9 @@ async def guarded_run(original: Any, action: Any, output_channel: Any, nlg: Any,
 
     guard = breaker()
     name = action.name()
-    if guard.allow(tracker.sender_id):
+    latest = getattr(tracker, "latest_message", None)
+    turn = getattr(latest, "message_id", None) if latest is not None else None
+    if guard.allow(tracker.sender_id, turn):
         try:
             events = await asyncio.wait_for(original(action, output_channel, nlg, tracker, domain), deadline())
             guard.succeeded(tracker.sender_id)
@@ -141,11 +166,10 @@ async def guarded_run(original: Any, action: Any, output_channel: Any, nlg: Any,
             guard.succeeded(tracker.sender_id)
             raise
         except (asyncio.TimeoutError, RasaException) as error:
-            guard.failed(tracker.sender_id)
+            guard.failed(tracker.sender_id, turn)
             logger.error("action server: %s failed (%s); the Rasa server answers", name,
                          "no answer in time" if isinstance(error, asyncio.TimeoutError) else type(error).__name__)
-    else:
-        guard.failed(tracker.sender_id)
+    else:  # not called: not a failure of the action server (it would re-open the breaker for everyone)
         logger.warning("action server: %s not called (breaker %s); the Rasa server answers", name, guard.state)
     return await fallback_events(name, output_channel, nlg, tracker, domain)
 

@@ -190,8 +190,9 @@ class ActionServer(_Process):
 
 
 class RasaServer(RestClient, _Process):
-    """`python -m plugins.launch run` (Rasa's `run` with Waypoint's plug-ins) with the given model and endpoints file on a free loopback
-    port, with the HTTP API on behind a new token. The endpoints file may use
+    """`python -m plugins.launch run` (Rasa's `run` with Waypoint's plug-ins, as
+    scripts/supervise.py starts it) with the given model and endpoints file on
+    a free loopback port, with the HTTP API on behind a new token. The endpoints file may use
     ${VARIABLES}: WAYPOINT_ACTIONS_URL (unless `env` gives it, e.g. through a
     Balancer) and WAYPOINT_ACTIONS_TOKEN are set from `actions`, the rest comes
     from `env`."""

@@ -2,6 +2,7 @@
 Playwright) against the servers started as `make run` starts them.
 
 scripts/ensure-chromium.sh installs Chromium when it is missing."""
+
 from __future__ import annotations
 
 import http.client
@@ -14,14 +15,21 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from content.loader import load_content
+from content.loader import data_dir, load_content
 from tests.servers import Waypoint
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.model, pytest.mark.browser]
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 EXIT_URL = "https://www.google.com/search?q=weather"
 ALLOWED_ORIGIN = "https://ngo.example"
 RATE_SESSION, RATE_ADDRESS = 6, 40
@@ -30,8 +38,11 @@ KEY = "waypoint-chat"
 
 @pytest.fixture(scope="module")
 def waypoint(tmp_path_factory):
-    env = {"WAYPOINT_WEBCHAT_ORIGINS": ALLOWED_ORIGIN, "WAYPOINT_WEBCHAT_RATE_SESSION": str(RATE_SESSION),
-           "WAYPOINT_WEBCHAT_RATE_ADDRESS": str(RATE_ADDRESS)}
+    env = {
+        "WAYPOINT_WEBCHAT_ORIGINS": ALLOWED_ORIGIN,
+        "WAYPOINT_WEBCHAT_RATE_SESSION": str(RATE_SESSION),
+        "WAYPOINT_WEBCHAT_RATE_ADDRESS": str(RATE_ADDRESS),
+    }
     server = Waypoint(tmp_path_factory.mktemp("webchat"), env).start()
     yield server
     assert server.stop() in (0, 130, -2, 143)
@@ -39,7 +50,7 @@ def waypoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def content():
-    return load_content()
+    return load_content(data_dir())
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +103,12 @@ class Chat:
         return self.bot_texts()[before:]
 
     def bot_texts(self) -> List[str]:
-        return [t.strip() for t in self.page.locator(".from-bot").evaluate_all(
-            "(els) => els.map((e) => (e.querySelector('.text') || {}).textContent || '')")]
+        return [
+            t.strip()
+            for t in self.page.locator(".from-bot").evaluate_all(
+                "(els) => els.map((e) => (e.querySelector('.text') || {}).textContent || '')"
+            )
+        ]
 
     def stored(self) -> Optional[Dict[str, Any]]:
         raw = self.page.evaluate(f"() => window.sessionStorage.getItem('{KEY}')")
@@ -117,8 +132,14 @@ def user_texts(tracker: Dict[str, Any]) -> List[str]:
     return [e.get("text") or "" for e in tracker["events"] if e["event"] == "user"]
 
 
-def post(waypoint: Waypoint, path: str, body: bytes, headers: Optional[Dict[str, str]] = None,
-         source: str = "127.0.0.1", method: str = "POST") -> Tuple[int, Dict[str, str], Any]:
+def post(
+    waypoint: Waypoint,
+    path: str,
+    body: bytes,
+    headers: Optional[Dict[str, str]] = None,
+    source: str = "127.0.0.1",
+    method: str = "POST",
+) -> Tuple[int, Dict[str, str], Any]:
     """A raw HTTP request from a chosen loopback source address."""
     connection = http.client.HTTPConnection("127.0.0.1", waypoint.rasa_port, timeout=60, source_address=(source, 0))
     try:
@@ -132,11 +153,12 @@ def post(waypoint: Waypoint, path: str, body: bytes, headers: Optional[Dict[str,
 
 # -- the page itself ---------------------------------------------------------
 
+
 def test_page_headers_forbid_inline_scripts_and_other_origins(waypoint):
     for path in ("/chat", "/webhooks/webchat/static/chat.js", "/webhooks/webchat/i18n.js"):
         with urllib.request.urlopen(waypoint.url + path) as response:
             headers = {k.lower(): v for k, v in response.getheaders()}
-            body = response.read().decode()
+            response.read()
         csp = headers["content-security-policy"]
         directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
         assert directives["default-src"] == ["'self'"]
@@ -154,6 +176,22 @@ def test_page_headers_forbid_inline_scripts_and_other_origins(waypoint):
     assert "<script>" not in page and " style=" not in page and "onclick" not in page
 
 
+def test_the_picker_offers_every_language_of_the_registry(chat, content):
+    from content import languages
+
+    options = chat.page.locator("#language option").evaluate_all("(els) => els.map((o) => [o.value, o.textContent])")
+    assert [value for value, _ in options if value] == list(languages.CODES)
+    assert {value: name for value, name in options if value} == {
+        lang.code: lang.native_name for lang in languages.REGISTRY
+    }
+    for code in languages.CODES:  # the page's own words follow the choice
+        chat.page.select_option("#language", code)
+        chat.wait_bot(0)
+        assert (
+            chat.page.locator("#message").get_attribute("placeholder") == content.messages["webchat_placeholder"][code]
+        )
+
+
 def test_loads_nothing_from_elsewhere_and_sets_no_cookie(chat, waypoint):
     chat.send("hello")
     assert chat.requests and all(url.startswith(waypoint.url) for url in chat.requests)
@@ -169,7 +207,6 @@ def test_thai_question_then_a_button(chat, waypoint, content):
     assert chat.page.locator(".from-user .text").first.inner_text() == "ภาษาไทย"
 
     replies = chat.send("นายจ้างยึดพาสปอร์ตไม่ยอมคืน ทำยังไงดี")
-    assert replies[0] == content.messages["intro"]["th"]
     answer = content.guides["protect.documents"].text("th", "survivor")
     assert answer[:40] in "\n".join(replies)
     tracker = waypoint.tracker(chat.sender())
@@ -181,8 +218,11 @@ def test_thai_question_then_a_button(chat, waypoint, content):
     # Press a related-topic button whose answer needs no country.
     buttons = [m for m in chat.stored()["messages"] if m.get("buttons")][-1]["buttons"]
     topics = content.intent_topics()
-    index = next(i for i, b in enumerate(buttons)
-                 if b["payload"].lstrip("/") in topics and not content.guides[topics[b["payload"].lstrip("/")]].country_dependent)
+    index = next(
+        i
+        for i, b in enumerate(buttons)
+        if b["payload"].lstrip("/") in topics and not content.guides[topics[b["payload"].lstrip("/")]].country_dependent
+    )
     button = chat.page.locator(".from-bot").filter(has=chat.page.locator(".choice")).last.locator(".choice").nth(index)
     title = button.inner_text()
     assert title == buttons[index]["title"]
@@ -196,14 +236,46 @@ def test_thai_question_then_a_button(chat, waypoint, content):
     assert chat.errors == []
 
 
-def test_phone_numbers_are_tap_to_call_links(chat, content):
-    chat.send("emergency")
-    links = chat.page.locator(".from-bot a[href^='tel:'], .from-bot a[href^='sms:']")
-    assert chat.page.locator(".from-bot a[href^='tel:']").count() > 0
-    known = {re.sub(r"[^\d+]", "", c["value"]) for h in content.helplines for c in h.channels}
-    for href in links.evaluate_all("(els) => els.map((a) => a.getAttribute('href'))"):
+def test_the_introduction_comes_after_picking_a_language(chat, content):
+    """The page's language picker sends a language choice first; the
+    introduction (a computer program; how to delete; the emergency word) must
+    still come with the first answer."""
+    chat.pick_language("th")
+    replies = chat.send("นายจ้างยึดพาสปอร์ตไม่ยอมคืน ทำยังไงดี")
+    assert replies[0] == content.messages["intro"]["th"]
+
+
+def tel_links(chat) -> List[str]:
+    return chat.page.locator(".from-bot a[href^='tel:'], .from-bot a[href^='sms:']").evaluate_all(
+        "(els) => els.map((a) => a.getAttribute('href'))"
+    )
+
+
+def check_links(hrefs: List[str], content) -> None:
+    known = {re.sub(r"[^\d+]", "", str(c["value"])) for h in content.helplines for c in h.channels}
+    for href in hrefs:
         assert re.fullmatch(r"(tel|sms):\+?\d{3,15}", href)
         assert href.split(":", 1)[1] in known
+
+
+def test_phone_numbers_are_tap_to_call_links(chat, content):
+    """The numbers of a country's full list (after the country is known) are links."""
+    chat.send("/ask_help_helplines")
+    chat.send('/inform_country{"country":"MY"}')
+    hrefs = tel_links(chat)
+    assert "tel:999" in hrefs
+    check_links(hrefs, content)
+
+
+def test_the_first_crisis_numbers_are_tap_to_call_links(chat, content):
+    """Someone in danger who has not said where they are gets every country's
+    emergency numbers on one screen ("Malaysia: 999 · 112 · ..."): on a phone,
+    each must be one tap from a call."""
+    replies = chat.send("emergency")
+    assert content.messages["numbers_intro_emergency_all"]["en"] in replies
+    hrefs = tel_links(chat)
+    assert "tel:999" in hrefs and "tel:191" in hrefs, hrefs
+    check_links(hrefs, content)
 
 
 def test_keyboard_order_live_region_and_small_screens(browser, waypoint):
@@ -229,8 +301,10 @@ def test_keyboard_order_live_region_and_small_screens(browser, waypoint):
             assert box and box["y"] >= 0 and box["y"] + box["height"] <= 640 and box["x"] + box["width"] <= 320
         assert page.evaluate("() => document.scrollingElement.scrollTop") == 0
         page.keyboard.press("Tab")  # from the message box to the send button
-        focused = page.evaluate("() => { const e = document.activeElement; const s = getComputedStyle(e);"
-                                " return [e.id, s.outlineStyle, parseFloat(s.outlineWidth)]; }")
+        focused = page.evaluate(
+            "() => { const e = document.activeElement; const s = getComputedStyle(e);"
+            " return [e.id, s.outlineStyle, parseFloat(s.outlineWidth)]; }"
+        )
         assert focused[0] == "send" and focused[1] != "none" and focused[2] >= 2  # focus is visible
     finally:
         tab.close()
@@ -238,11 +312,14 @@ def test_keyboard_order_live_region_and_small_screens(browser, waypoint):
 
 # -- safety ------------------------------------------------------------------
 
+
 def test_quick_exit_leaves_no_trace_and_back_does_not_return(browser, waypoint):
     tab = Chat(browser, waypoint)
     try:
-        tab.context.route("https://www.google.com/**", lambda route: route.fulfill(
-            status=200, content_type="text/html", body="<html><body>Weather</body></html>"))
+        tab.context.route(
+            "https://www.google.com/**",
+            lambda route: route.fulfill(status=200, content_type="text/html", body="<html><body>Weather</body></html>"),
+        )
         page = tab.page
         page.goto(waypoint.url + "/webhooks/webchat/")  # where the user was before the chat
         tab.open()
@@ -265,8 +342,10 @@ def test_quick_exit_leaves_no_trace_and_back_does_not_return(browser, waypoint):
 
 
 def test_escape_twice_is_a_quick_exit(chat):
-    chat.context.route("https://www.google.com/**", lambda route: route.fulfill(
-        status=200, content_type="text/html", body="<html><body>Weather</body></html>"))
+    chat.context.route(
+        "https://www.google.com/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body="<html><body>Weather</body></html>"),
+    )
     chat.send("hello")
     chat.page.keyboard.press("Escape")
     chat.page.keyboard.press("Escape")
@@ -275,14 +354,15 @@ def test_escape_twice_is_a_quick_exit(chat):
 
 
 def test_html_in_messages_is_shown_as_text(chat, waypoint):
-    attack = '<img src=x onerror="window.pwned=1;document.title=\'pwned\'">'
+    attack = "<img src=x onerror=\"window.pwned=1;document.title='pwned'\">"
     chat.send(attack)
     assert chat.page.locator(".from-user .text").first.inner_text() == attack
     assert chat.page.locator("#log img").count() == 0
     # A bot message restored from sessionStorage is text too.
     state = chat.stored()
-    state["messages"].append({"who": "bot", "text": attack + " <b>bold</b>",
-                              "buttons": [{"title": "<i>x</i>", "payload": "/greet"}]})
+    state["messages"].append(
+        {"who": "bot", "text": attack + " <b>bold</b>", "buttons": [{"title": "<i>x</i>", "payload": "/greet"}]}
+    )
     chat.page.evaluate("(s) => window.sessionStorage.setItem('waypoint-chat', JSON.stringify(s))", state)
     chat.page.reload()
     chat.page.locator(".from-bot .text").last.wait_for()
@@ -309,11 +389,15 @@ def test_delete_control_empties_the_tracker(chat, waypoint, content):
 
 def test_delete_my_data_marker_never_reaches_the_page(waypoint):
     sender = "markercheck0123456789"
-    status, _, replies = post(waypoint, "/webhooks/webchat/webhook",
-                              json.dumps({"sender": sender, "message": "my boss took my passport"}).encode())
+    status, _, replies = post(
+        waypoint,
+        "/webhooks/webchat/webhook",
+        json.dumps({"sender": sender, "message": "my boss took my passport"}).encode(),
+    )
     assert status == 200
-    status, _, replies = post(waypoint, "/webhooks/webchat/webhook",
-                              json.dumps({"sender": sender, "message": "delete my data"}).encode())
+    status, _, replies = post(
+        waypoint, "/webhooks/webchat/webhook", json.dumps({"sender": sender, "message": "delete my data"}).encode()
+    )
     assert status == 200 and replies
     assert all(set(r) <= {"text", "buttons"} for r in replies)
     assert "waypoint" not in json.dumps(replies)
@@ -321,6 +405,7 @@ def test_delete_my_data_marker_never_reaches_the_page(waypoint):
 
 
 # -- limits and bad requests -------------------------------------------------------
+
 
 def test_too_long_message_gets_a_kind_answer(chat, waypoint, content):
     chat.send("hello")
@@ -346,11 +431,16 @@ def test_address_rate_limit(waypoint, content):
     too_long = "x" * 2001  # refused before Rasa, but counted
     for i in range(RATE_ADDRESS):
         sender = f"address-test-{i // RATE_SESSION:04d}-abcdef"
-        status, _, _ = post(waypoint, "/webhooks/webchat/webhook",
-                            json.dumps({"sender": sender, "message": too_long}).encode(), source=source)
+        status, _, _ = post(
+            waypoint,
+            "/webhooks/webchat/webhook",
+            json.dumps({"sender": sender, "message": too_long}).encode(),
+            source=source,
+        )
         assert status == 413
-    body = json.dumps({"sender": "address-test-fresh-session", "message": "hello",
-                       "metadata": {"language_hint": "ms-MY"}}).encode()
+    body = json.dumps(
+        {"sender": "address-test-fresh-session", "message": "hello", "metadata": {"language_hint": "ms-MY"}}
+    ).encode()
     status, _, replies = post(waypoint, "/webhooks/webchat/webhook", body, source=source)
     assert (status, replies) == (429, [{"text": content.messages["rate_limited"]["ms"]}])
     status, _, replies = post(waypoint, "/webhooks/webchat/webhook", body)  # another address is still served
@@ -358,16 +448,19 @@ def test_address_rate_limit(waypoint, content):
 
 
 @pytest.mark.parametrize("path", ["/webhooks/webchat/webhook", "/webhooks/webchat/delete"])
-@pytest.mark.parametrize("body,expected", [
-    (b"{not json", "body is not valid JSON"),
-    (b"\xff\xfe", "body is not valid JSON"),
-    (b"", "body is not valid JSON"),
-    (b"[1, 2]", "body must be a JSON object"),
-    (b"[" * 50_000, "body is not valid JSON"),
-    (b'{"sender": "x", "message": "hi"}', "sender must be"),
-    (b'{"sender": "../../conversations/1", "message": "hi"}', "sender must be"),
-    (b'{"sender": 12345678901234567890, "message": "hi"}', "sender must be"),
-])
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        (b"{not json", "body is not valid JSON"),
+        (b"\xff\xfe", "body is not valid JSON"),
+        (b"", "body is not valid JSON"),
+        (b"[1, 2]", "body must be a JSON object"),
+        (b"[" * 50_000, "body is not valid JSON"),
+        (b'{"sender": "x", "message": "hi"}', "sender must be"),
+        (b'{"sender": "../../conversations/1", "message": "hi"}', "sender must be"),
+        (b'{"sender": 12345678901234567890, "message": "hi"}', "sender must be"),
+    ],
+)
 def test_malformed_requests_get_400_with_a_json_error(waypoint, path, body, expected):
     status, headers, reply = post(waypoint, path, body)
     assert status == 400 and headers["content-type"].startswith("application/json")
@@ -382,8 +475,11 @@ def test_a_message_must_be_text(waypoint, message):
 
 
 def test_cors_only_for_configured_origins(waypoint):
-    preflight = {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"}
+    preflight = {
+        "Origin": ALLOWED_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     status, headers, _ = post(waypoint, "/webhooks/webchat/webhook", b"", preflight, method="OPTIONS")
     assert status in (200, 204)
     assert headers["access-control-allow-origin"] == ALLOWED_ORIGIN
@@ -393,8 +489,9 @@ def test_cors_only_for_configured_origins(waypoint):
     assert status == 200 and replies and headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     status, headers, _ = post(waypoint, "/webhooks/webchat/webhook", body, {"Origin": "https://evil.example"})
     assert status == 403 and "access-control-allow-origin" not in headers
-    status, headers, _ = post(waypoint, "/webhooks/webchat/webhook", b"", {**preflight, "Origin": "https://evil.example"},
-                              method="OPTIONS")
+    status, headers, _ = post(
+        waypoint, "/webhooks/webchat/webhook", b"", {**preflight, "Origin": "https://evil.example"}, method="OPTIONS"
+    )
     assert "access-control-allow-origin" not in headers
 
 
