@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from handoff.repository import create_tables
+
 logger = logging.getLogger(__name__)
 
 SEEN_FOR = 2 * 24 * 3600
@@ -102,7 +104,7 @@ class ChannelState:
                                    sa.Column("at", sa.Float, nullable=False, index=True))
         self._last_purge = 0.0
         try:
-            meta.create_all(self.engine)
+            create_tables(meta, self.engine)
         except Exception as error:  # noqa: BLE001 - the channel starts anyway, on memory
             self._failed(error)
 

@@ -27,6 +27,24 @@ CASE_FIELDS = tuple(f.name for f in dataclasses.fields(Case) if f.name != "relay
 Moved = Tuple[bool, Optional[str], Optional[Case]]  # (moved, the state it was in, the case as it is now)
 
 
+
+def create_tables(meta: Any, engine: Any, attempts: int = 5) -> None:
+    """``meta.create_all``, safe when several servers start at once on a new
+    PostgreSQL database: the loser of a creation race (a duplicate type or
+    table) waits a moment and finds the tables there."""
+    import random
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            meta.create_all(engine)
+            return
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+
 class CaseRepository(abc.ABC):
     @abc.abstractmethod
     def create(self, case: Case) -> bool:
@@ -237,7 +255,7 @@ class SQLRepository(CaseRepository):
             sa.Column("sender_id", sa.String(128), primary_key=True),
             sa.Column("at", sa.Float, nullable=False),
         )
-        meta.create_all(self.engine)
+        create_tables(meta, self.engine)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _case(self, connection: Any, row: Any) -> Optional[Case]:
@@ -382,6 +400,16 @@ class SQLRepository(CaseRepository):
 
 
 def from_settings(env: Optional[Dict[str, str]] = None) -> CaseRepository:
+    """The configured store; this process's memory when it cannot be opened
+    (said once in the log: hand-offs then work on this server only), so that
+    no user message ever fails for it."""
+    import logging
+
     from content import settings
 
-    return SQLRepository(settings.state_url(env))
+    try:
+        return SQLRepository(settings.state_url(env))
+    except Exception as error:  # noqa: BLE001 - any database failure at start
+        logging.getLogger(__name__).error("hand-off cases: the store cannot be opened (%s); this server's memory "
+                                          "instead", type(error).__name__)
+        return MemoryRepository()

@@ -21,17 +21,24 @@ ticket, dropping expired tickets, and giving a ticket back together with
 deleting the lock when no one else waits.
 
     lock_store:
-      type: channels.lock_store.AtomicRedisLockStore
+      type: plugins.lock_store.AtomicRedisLockStore
       url: ...   # as for Rasa's `type: redis`
+
+When Redis cannot be reached, a message is not refused: its conversation is
+locked in this server's memory instead (as a single server would), the log
+says so once, and Redis is used again as soon as it answers. Two servers may
+then handle one conversation's messages at the same moment; that is the price
+of answering at all while Redis is down.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, AsyncIterator, Callable, Optional, Tuple, TypeVar
 
 from rasa.core.lock import TicketLock
-from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
+from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, LockError, RedisLockStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +51,45 @@ class AtomicRedisLockStore(RedisLockStore):
         if endpoint_config is not None:
             kwargs = {"host": endpoint_config.url or "localhost", **(endpoint_config.kwargs or {}), **kwargs}
         super().__init__(**kwargs)
+        self.fallback = InMemoryLockStore()
+        self._down = False
+
+    @staticmethod
+    def _unreachable(error: BaseException) -> bool:
+        """Redis cannot be reached (not: a lock that is busy or contended)."""
+        import redis
+
+        causes = [error, error.__cause__, error.__context__]
+        return any(isinstance(c, (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError))
+                   for c in causes if c is not None)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME,
+                   wait_time_in_seconds: float = 1) -> AsyncIterator[TicketLock]:
+        ticket: Optional[int] = None
+        try:
+            ticket = self.issue_ticket(conversation_id, lock_lifetime)
+            lock = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
+        except Exception as error:  # only an unreachable Redis is handled here
+            if not self._unreachable(error):
+                raise
+            if not self._down:
+                logger.warning("lock store: Redis unreachable (%s); conversations are locked in this server's "
+                               "memory until it is back", type(error).__name__)
+                self._down = True
+            async with self.fallback.lock(conversation_id, lock_lifetime, wait_time_in_seconds) as memory_lock:
+                yield memory_lock
+            return
+        if self._down:
+            logger.warning("lock store: Redis answering again")
+            self._down = False
+        try:
+            yield lock
+        finally:
+            try:
+                self.cleanup(conversation_id, ticket)
+            except Exception as error:  # noqa: BLE001 - the ticket expires by itself (its lifetime)
+                logger.warning("lock store: a ticket could not be given back (%s)", type(error).__name__)
 
     def _transact(self, conversation_id: str,
                   change: Callable[[Optional[TicketLock]], Tuple[Optional[TicketLock], T]]) -> T:

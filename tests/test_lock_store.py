@@ -25,3 +25,23 @@ def test_the_scale_out_endpoints_build_the_atomic_redis_lock_store(monkeypatch):
     assert endpoints.tracker_store.type == "plugins.tracker_store.WaypointSQLTrackerStore"
     assert endpoints.tracker_store.kwargs["dialect"] == "postgresql"
     assert endpoints.action.url == "http://127.0.0.1:1/webhook"
+
+
+def test_an_unreachable_redis_locks_in_memory_and_answers(caplog):
+    """Redis down: the message is handled under a lock in this server's memory
+    (said once in the log), never refused."""
+    import asyncio
+
+    from tests.servers import free_port
+
+    store = AtomicRedisLockStore(host="127.0.0.1", port=free_port(), socket_timeout=1)  # nothing listens there
+
+    async def two_turns() -> list:
+        served = []
+        for _ in range(2):
+            async with store.lock("someone") as lock:
+                served.append(lock.conversation_id)
+        return served
+
+    assert asyncio.run(two_turns()) == ["someone", "someone"]
+    assert caplog.text.count("Redis unreachable") == 1

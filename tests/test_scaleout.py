@@ -45,7 +45,7 @@ def topology(services, tmp_path_factory):
     both (public side) and of the action server (the Rasa servers call their
     actions through it), as in deploy/docker-compose.yml."""
     var = tmp_path_factory.mktemp("scaleout")
-    env = dict(services.env)
+    env = {**services.env, "TICKET_LOCK_LIFETIME": "20"}  # as deploy/docker-compose.yml sets it
     actions = ActionServer(var / "actions", env).start()
     servers = [RasaServer(var / f"rasa{i}", ENDPOINTS, actions, env=env) for i in range(2)]
     balancer = Balancer(var / "nginx", [server.port for server in servers], [actions.port])
