@@ -172,7 +172,13 @@ def main() -> None:
     body += [""] + crisis_table(parser, load_sets("crisis_blind"), title="## Crises, a second blind set "
                                 "(bench/data/crisis_blind)", note=(
         "Written by a new writer after the lexicons' second round, from a one-page brief only (no lexicon, "
-        "example, rule, other set or code seen); nothing was tuned on it. This is the fairest figure here."))
+        "example, rule, other set or code seen). Its misses were then described to the lexicons' third round by "
+        "category (not by sentence), so it is no longer entirely blind either."))
+    body += [""] + crisis_table(parser, load_sets("crisis_final"), title="## Crises, the final blind set "
+                                "(bench/data/crisis_final)", note=(
+        "Written by a third writer, after the lexicons' third round, from the same brief, with scenarios varied "
+        "on purpose (boats, farms, kilns, compounds, marriage, online abuse); nothing was tuned on it. This is the "
+        "fairest figure here."))
     body += ["", "## The older emergency set (bench/data/emergency)", "",
              "Danger and self-harm together count for recall (either crisis intent); ordinary questions that mention",
              "danger in passing for false alarms. A question the classifier is sure of keeps its answer and ends",
