@@ -43,6 +43,8 @@ REPORT_INTENTS = ("ask_help_helplines", "ask_ident_am_i_a_victim", "request_huma
 UNSURE = 0.55  # below this a topic reading may be a follow-up on the last topic
 FOLLOW_UP_WORDS = 10
 LAST_TOPIC_PROBABILITY = 0.08
+REPORTER_TOPIC = 0.3  # a known reporter's question this sure of a topic is answered as that topic
+CRISIS_TOPICS = ("help.emergency", "help.self_harm")
 SITUATION_WORDS = 15  # a reporter who writes this much describes a specific person's situation
 NUMBERS_TOPICS = ("help.helplines",)  # a repeated request for numbers gets the numbers again
 
@@ -107,15 +109,19 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
         crisis = True
     reporting = ("reporter" in turn.signals and not writer_child and not (crisis and writer_in_danger)) or (
         "child_other" in turn.signals and practitioner)
+    # a reporter already known who asks a question ("should we pay them?") is answered as asked
+    already_reporting = bool(tracker.get_slot("reporting_for"))
+    if crisis:
+        asked = topic_of(turn.classifier_intent)
+        if ("self_harm" not in turn.crisis and asked and asked not in CRISIS_TOPICS
+                and ((last_topic and asked in [last_topic, *related]) or already_reporting)
+                and turn.is_question and "present" not in turn.signals and not turn.is_button):
+            return Decision("answer_topic", "a question on the conversation's subject mentions danger",
+                            {"topic": asked, "danger_button": True})
     if crisis and "self_harm" not in turn.crisis and reporting:
         return Decision("report_for_other", "someone reports another person in danger",
                         {"child": "child_other" in turn.signals, "danger": True})
     if crisis:
-        asked = topic_of(turn.classifier_intent)
-        if ("self_harm" not in turn.crisis and asked and last_topic and asked in [last_topic, *related]
-                and turn.is_question and "present" not in turn.signals and not turn.is_button):
-            return Decision("answer_topic", "a question on the last topic mentions danger",
-                            {"topic": asked, "danger_button": True})
         return Decision("crisis", "crisis", {"kinds": sorted(turn.crisis) or [
             "self_harm" if intent == "report_self_harm" else "danger"]})
 
@@ -125,8 +131,11 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
             return Decision("handoff_consent", f"answer to {pending}")
 
     # 3. a child writing; someone writing for another person
-    if ("child_other" in turn.signals and reporting) or (reporting and not practitioner and (
-            intent in REPORT_INTENTS or turn.confidence < UNSURE or turn.n_words >= SITUATION_WORDS)):
+    asked_topic = topic_of(intent) if intent not in REPORT_INTENTS else None
+    follow_up_question = already_reporting and asked_topic and turn.is_question and turn.confidence >= REPORTER_TOPIC
+    if not follow_up_question and (("child_other" in turn.signals and reporting) or (
+            reporting and not practitioner and (
+                intent in REPORT_INTENTS or turn.confidence < UNSURE or turn.n_words >= SITUATION_WORDS))):
         # a specific person's situation: the reporter's answer, with the topic they asked as a button
         return Decision("report_for_other", "someone reports for another person",
                         {"child": "child_other" in turn.signals, "topic": topic_of(intent)})

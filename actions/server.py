@@ -83,6 +83,31 @@ def build_app(token: str = "") -> Any:
     return app
 
 
+def warm_up() -> None:
+    """Reads one message in every language the way a turn does (lexicons and
+    signals compiled, places matched, segmenters loaded), before the server
+    listens: the first person to write after a restart must not meet the Rasa
+    server's deadline (WAYPOINT_ACTION_TIMEOUT_SECONDS) while this loads."""
+    import time
+
+    from rasa_sdk import Tracker
+
+    from actions.context import facts
+    from actions.dialogue import decide
+    from content import languages, lexicons
+    from content.nlu_files import sample
+
+    started = time.monotonic()
+    lexicons.warm_up()
+    for language in languages.CODES:
+        text = sample(language, "report_emergency") or sample(language, "greet") or "help"
+        latest = {"text": text, "intent": {"name": "report_emergency", "confidence": 1.0}, "entities": [],
+                  "intent_ranking": [], "language_id": {"language": language}}
+        tracker = Tracker("warm-up", {"language": language}, latest, [], False, None, {}, "action_listen")
+        decide(tracker, facts(tracker), "crisis")
+    logger.info("action server: warmed up in %.1f s", time.monotonic() - started)
+
+
 def main() -> None:
     logging.basicConfig(level=settings.get("LOG_LEVEL"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("sanic.access",):
@@ -92,6 +117,7 @@ def main() -> None:
 
     content = get_content()  # fail at start, not at the first message, if content is broken
     search.warm_up(content)
+    warm_up()
     token = settings.get("WAYPOINT_ACTIONS_TOKEN")
     host = settings.get("SANIC_HOST")
     port = settings.get_int("WAYPOINT_ACTIONS_PORT")

@@ -44,8 +44,10 @@ FROM_BEFORE_SCRIPT = re.compile(r"(?:มาจาก|คน|ชาว|មកព�
 # I'm in Ipoh"): a first person just before the locative.
 SELF_BEFORE = re.compile(r"(?<!\w)(?:i\s*'?\s*m|im|i\s+am|i\s+live|we\s+are|we\s*'?re|saya|sy|aku|ak|gue|gw|kami|"
                          r"toi|tui|em|minh|bon\s+em|chung\s+toi)\s+(?:\w+\s+){0,2}?"
-                         r"(?:in|at|di|kat|dekat|dkt|dlm|o|dang\s+o|ben)[\s:,-]*$")
-SELF_BEFORE_SCRIPT = re.compile(r"(?:ผม|ฉัน|หนู|เรา|ดิฉัน|กู)\s*(?:ตอนนี้|ทำงาน)?\s*(?:อยู่|อยู่ที่|ที่)\s*$|"
+                         r"(?:in|at|di|kat|dekat|dkt|dlm|o|dang\s+o|ben)[\s:,-]*$|"
+                         r"(?<!\w)(?:now|currently|skrg|sekarang|skg|kini|gio|bay\s+gio|hien\s+dang|hien\s+tai)\s+"
+                         r"(?:in|at|di|kat|dekat|dkt|o|dang\s+o|ben)[\s:,-]*$")
+SELF_BEFORE_SCRIPT = re.compile(r"(?:(?:ผม|ฉัน|หนู|เรา|ดิฉัน|กู)\s*(?:ตอนนี้|ทำงาน)?|ตอนนี้)\s*(?:อยู่|อยู่ที่|ที่)\s*$|"
                                 r"ខ្ញុំ\s*(?:\S+\s*)?នៅ\s*$|ຂ້ອຍ\s*(?:\S+\s*)?ຢູ່\s*$")
 LATIN = re.compile(r"[a-z]")
 

@@ -157,6 +157,18 @@ def test_a_child_who_mentions_family_is_still_the_child():
     assert changes.get("is_minor") is True and "reporting_for" not in changes and "1387" in out
 
 
+def test_a_known_reporters_question_is_answered_as_asked_with_the_danger_button():
+    slots = {"country": "TH", "reporting_for": "child", "topic": "child.child_victims"}
+    messages, changes, _ = run(ActionHandleCrisis(), "the agent says she owes 2000 dollars and we have to pay or "
+                               "they wont let her go. should we pay?", "report_emergency", slots=slots,
+                               crisis=["danger"], emergency_override={"classifier_intent": "ask_help_threats_to_family"})
+    assert changes["topic"] == "help.threats_to_family"
+    assert "/report_emergency" in [b["payload"] for m in messages for b in m.get("buttons") or []]
+    _, changes, _ = run(ActionAnswerTopic(), "agennya minta uang 10 juta biar anak saya dilepas, harus dibayar gak?",
+                        "ask_help_threats_to_family", confidence=0.44, slots={**slots, "language": "id"})
+    assert changes["topic"] == "help.threats_to_family" and "reporting_for" not in changes
+
+
 def test_a_parent_is_not_a_minor():
     _, changes, _ = run(ActionAnswerTopic(), "my daughter is 16, can she get her passport back",
                         "ask_protect_documents", confidence=0.9)
