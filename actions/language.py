@@ -107,6 +107,10 @@ def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], 
     if proposal.get("reason") in UNSUPPORTED_REASONS + ("no letters",):
         return current or proposal["language"]
     if current is None:
+        # the first message: the channel's hint wins over a weak guess (gibberish, a word both languages share)
+        if hint in LANGUAGES and hint != proposal["language"] and not proposal.get("unambiguous") \
+                and (proposal.get("confidence") or 0) < SWITCH_CONFIDENCE:
+            return hint
         return proposal["language"]
     if proposal["language"] == current:
         return current
