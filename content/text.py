@@ -23,7 +23,12 @@ MYANMAR_RE = re.compile(r"[\u1000-\u109F\uA9E0-\uA9FF\uAA60-\uAA7F]")
 # Letters of the Myanmar script that Burmese does not use, but Shan, Mon, Karen
 # and other languages written in it do (after any Zawgyi has become Unicode).
 OTHER_MYANMAR_RE = re.compile(r"[\u105A-\u1099\u109A-\u109D\uA9E0-\uA9FF\uAA60-\uAA7F]")
-ZAWGYI_THRESHOLD = 0.95
+# Above this probability (Google's detector) a message is converted from Zawgyi.
+# Measured on the 1,953 Burmese training and held-out messages and their Zawgyi
+# forms (ICU's my-Zawgyi): at 0.5, 1,906 of 1,918 Zawgyi messages come back as
+# their Unicode and 2 Unicode messages are changed; at 0.95, 1,895 and none, but
+# the commonest short Zawgyi ("မဂၤလာပါ", hello: 0.54) stays unread.
+ZAWGYI_THRESHOLD = 0.5
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,12 +6,13 @@ import urllib.error
 
 import pytest
 
+from content.languages import CODES as LANGUAGES
 from content.loader import data_dir, intent_for_topic, load_content
+from content.nlu_files import sample
 from tests.servers import Waypoint
 
 pytestmark = pytest.mark.model
-
-LANGUAGES = ["en", "id", "ms", "vi", "th"]
+QUOTED = re.compile(r'["«“]([^"»”]+)["»”]')  # the words the introduction teaches, in each language's quotes
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +72,15 @@ def test_language_is_sticky_and_can_be_chosen(waypoint, content):
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_introduction_follows_a_language_choice(waypoint, content, lang):
-    """Choosing a language first (the web page's picker, a language button) says
-    nothing but the confirmation; the introduction (what I am, how to delete,
-    the emergency word) still comes before the first answer of the session."""
+    """Choosing a language first (the web page's picker, a language button) is
+    confirmed, and the session's introduction (what I am, how to delete, the
+    emergency word) follows at once in the language chosen; the first answer
+    then comes without it."""
     sender = f"e2e-choice-{lang}"
     replies = waypoint.say(sender, f'/choose_language{{"language_choice":"{lang}"}}')
-    assert [r["text"] for r in replies] == [content.messages["language_set"][lang]]
+    assert [r["text"] for r in replies] == [content.messages["language_set"][lang], content.messages["intro"][lang]]
     replies = waypoint.say(sender, "/ask_protect_documents")
-    assert replies[0]["text"] == content.messages["intro"][lang]
+    assert content.messages["intro"][lang] not in texts(replies)
     assert content.guides["protect.documents"].text(lang, "survivor")[:30] in texts(replies)
 
 
@@ -116,7 +118,7 @@ def test_emergency_comes_first(waypoint, content):
 def test_the_words_the_introduction_teaches_work_in_every_language(waypoint, content, lang):
     """The introduction says what to type to delete the conversation and in an
     emergency (the two quoted phrases); both must do that, alone, as a first message."""
-    delete_phrase, emergency_word = re.findall(r'"([^"]+)"', content.messages["intro"][lang])
+    delete_phrase, emergency_word = QUOTED.findall(content.messages["intro"][lang])
     sender = f"e2e-intro-{lang}"
     replies = waypoint.say(sender, emergency_word, metadata={"language_hint": lang})
     assert replies[0]["text"] == content.messages["numbers_intro_emergency_all"][lang], emergency_word
@@ -251,3 +253,36 @@ def test_the_conversation_tests_words_are_read_as_their_intents(waypoint):
                 ):  # shared short words
                     wrong.append(f"{path.name}: {step['user']!r} read as {language}, not {lang}")
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_language_answers_in_its_own_script(waypoint, content, lang):
+    """A question as the language's training data writes it: the introduction
+    and the answer in that language (Burmese, Khmer and Lao included)."""
+    sender = f"e2e-own-{lang}"
+    replies = waypoint.say(sender, sample(lang, "ask_protect_documents"))
+    assert replies[0]["text"] == content.messages["intro"][lang]
+    slots = waypoint.tracker(sender)["slots"]
+    assert slots["language"] == lang and slots["topic"] == "protect.documents"
+    assert content.guides["protect.documents"].text(lang, "survivor")[:30] in texts(replies)
+
+
+def test_burmese_typed_in_zawgyi_is_answered_in_burmese_unicode(waypoint, content):
+    """Zawgyi, the legacy encoding many Burmese phones still use, converted
+    before anything reads it; the answer is Unicode Burmese."""
+    import icu
+
+    to_zawgyi = icu.Transliterator.createInstance("my-Zawgyi")
+    emergency = to_zawgyi.transliterate(sample("my", "report_emergency"))
+    assert emergency != sample("my", "report_emergency"), "the sample has no Zawgyi form"
+    replies = waypoint.say("e2e-zawgyi", emergency)
+    slots = waypoint.tracker("e2e-zawgyi")["slots"]
+    assert slots["language"] == "my" and slots["topic"] == "help.emergency"
+    assert replies[0]["text"] == content.messages["numbers_intro_emergency_all"]["my"]
+    assert "191" in texts(replies) and "999" in texts(replies)
+
+
+def test_shan_in_the_myanmar_script_is_told_in_burmese_which_languages_we_speak(waypoint, content):
+    replies = waypoint.say("e2e-shan", "ၵဝ်ႈ ၶႂ်ႈ ႁႂ်ႈ ၸွႆႈထႅမ် ၶႃႈ")
+    assert waypoint.tracker("e2e-shan")["slots"]["language"] == "my"
+    assert "English" in texts(replies) and "ភាសាខ្មែរ" in texts(replies)

@@ -177,3 +177,40 @@ def test_a_command_as_first_message_takes_the_channel_hint():
     assert decide_language(None, None, "/request_human", hint="th-TH") == "th"
     assert decide_language("vi", None, "/request_human", hint="th") == "vi"
     assert decide_language(None, None, "/request_human") == "en"
+
+
+# -- Burmese in Zawgyi --------------------------------------------------------------------------------
+
+def test_real_zawgyi_text_becomes_unicode_and_unicode_stays_as_it_is():
+    from content.text import normalise
+
+    # "mingalaba" (hello) as Zawgyi keyboards type it, and in Unicode
+    assert normalise("မဂၤလာပါ") == normalise("မင်္ဂလာပါ")
+    # Unicode Burmese is never "converted"
+    for text in ("ကျွန်တော့်ကို ကူညီပါ", "ပတ်စပို့ကို ဘော့စ်က သိမ်းထားတယ်", "မင်္ဂလာပါ"):
+        assert normalise(text) == normalise(text).lower() and normalise(text) == " ".join(text.split()).lower()
+
+
+def test_zawgyi_both_ways_on_the_burmese_held_out_messages(scorer):
+    """Every Burmese held-out message converted to Zawgyi (ICU's my-Zawgyi) comes
+    back as the same Unicode, and is read as Burmese."""
+    import pathlib
+
+    import icu
+
+    from content.nlu_files import nlu_examples
+    from content.text import normalise
+
+    burmese = languages.languages_of_script("myanmar")
+    if not burmese:
+        pytest.skip("no Myanmar-script language in the registry")
+    path = pathlib.Path(__file__).parent / "nlu" / f"{burmese[0]}.yml"
+    to_zawgyi = icu.Transliterator.createInstance("my-Zawgyi")
+    texts = [t for t, _, _ in nlu_examples(path)]
+    converted = [(t, to_zawgyi.transliterate(t)) for t in texts]
+    changed = [(u, z) for u, z in converted if u != z]
+    assert len(changed) >= 0.9 * len(texts)
+    back = sum(normalise(z) == normalise(u) for u, z in changed)
+    assert back >= 0.95 * len(changed), f"{back}/{len(changed)} came back as the same Unicode"
+    read = sum(scorer.identify(z).language == burmese[0] for _, z in changed)
+    assert read >= 0.95 * len(changed), f"{read}/{len(changed)} read as Burmese"
