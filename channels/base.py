@@ -1,17 +1,19 @@
 """What every input channel shares: sender ids that hide platform identities,
 the conversation's language for a channel's own messages, what a user may be
 shown of a turn, the hand-off around a turn, "delete my data", rate limits,
+one user's messages in order (``KeyedLocks``),
 and running a turn so that a failure is answered kindly, never with silence.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import hmac
 import logging
 import os
 import time
-from typing import Any, Awaitable, Callable, Deque, Dict, Iterable, List, Optional
+from typing import Any, Awaitable, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from content import languages, settings
 from content.texts import text as message_text
@@ -239,3 +241,35 @@ def sorry(language: str) -> Dict[str, Any]:
     """The answer when the assistant could not answer: kind, with the word to
     type in an emergency."""
     return {"text": message_text("error_try_again", language)}
+
+
+class KeyedLocks:
+    """One asyncio lock per user (FIFO), dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: Dict[Any, Tuple[asyncio.Lock, int]] = {}
+
+    def __call__(self, key: Any) -> "_KeyedLock":
+        return _KeyedLock(self, key)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class _KeyedLock:
+    def __init__(self, owner: KeyedLocks, key: Any):
+        self.owner, self.key = owner, key
+
+    async def __aenter__(self) -> None:
+        lock, users = self.owner._locks.get(self.key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self.owner._locks[self.key] = (lock, users + 1)
+        await lock.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        lock, users = self.owner._locks[self.key]
+        lock.release()
+        if users <= 1:
+            self.owner._locks.pop(self.key, None)
+        else:
+            self.owner._locks[self.key] = (lock, users - 1)

@@ -357,38 +357,6 @@ def is_link(button: Dict[str, Any]) -> bool:
     return bool(button.get("url")) or button.get("type") == "web_url" or bool(re.match(r"https?://", payload))
 
 
-class KeyedLocks:
-    """One asyncio lock per user (FIFO), dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: Dict[Any, Tuple[asyncio.Lock, int]] = {}
-
-    def __call__(self, key: Any) -> "_KeyedLock":
-        return _KeyedLock(self, key)
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
-class _KeyedLock:
-    def __init__(self, owner: KeyedLocks, key: Any):
-        self.owner, self.key = owner, key
-
-    async def __aenter__(self) -> None:
-        lock, users = self.owner._locks.get(self.key, (None, 0))
-        lock = lock or asyncio.Lock()
-        self.owner._locks[self.key] = (lock, users + 1)
-        await lock.acquire()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        lock, users = self.owner._locks[self.key]
-        lock.release()
-        if users <= 1:
-            self.owner._locks.pop(self.key, None)
-        else:
-            self.owner._locks[self.key] = (lock, users - 1)
-
-
 class TurnCollector(CollectingOutputChannel):
     """A turn's messages, as the assistant sent them (buttons keep their
     ``short_title``); the channel sends them when the turn is over."""
@@ -445,7 +413,7 @@ class MetaInput(InputChannel):
         self.backoff, self.max_wait = backoff, max_wait
         self.secret = base.id_secret()
         self.graph: Optional[GraphClient] = None
-        self.locks = KeyedLocks()
+        self.locks = base.KeyedLocks()
         self.limiter = base.SlidingWindow(MAX_MESSAGES_PER_MINUTE)
         self._told_to_slow: Dict[str, float] = {}
         self.tasks: Set[asyncio.Task] = set()

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from handoff.repository import create_tables
+from handoff.repository import create_tables, open_engine
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,7 @@ class ChannelState:
         self.memory = _Memory()
         self._warned = False
         self._fernet = _fernet(secret)
-        if url.startswith("sqlite:///"):
-            import pathlib
-
-            pathlib.Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            @sa.event.listens_for(self.engine, "connect")
-            def _pragmas(connection: Any, _record: Any) -> None:  # pragma: no cover - called by SQLAlchemy
-                cursor = connection.cursor()
-                cursor.execute("PRAGMA secure_delete = ON")
-                cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.execute("PRAGMA busy_timeout = 5000")
-                cursor.close()
+        self.engine = open_engine(url)
         meta = sa.MetaData()
         self.seen_t = sa.Table("waypoint_channel_seen", meta,
                                sa.Column("platform", sa.String(16), primary_key=True),

@@ -28,6 +28,28 @@ Moved = Tuple[bool, Optional[str], Optional[Case]]  # (moved, the state it was i
 
 
 
+def open_engine(url: str) -> Any:
+    """A SQLAlchemy engine for the Rasa server's own tables (hand-off cases,
+    channel state): SQLite with its folder made, deleted rows overwritten
+    (secure_delete), a write-ahead log and a busy timeout; PostgreSQL as given."""
+    import pathlib
+
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite:///"):
+        pathlib.Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:  # pragma: no cover - called by SQLAlchemy
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA secure_delete = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA busy_timeout = 5000")
+            cursor.close()
+    return engine
+
+
 def create_tables(meta: Any, engine: Any, attempts: int = 5) -> None:
     """``meta.create_all``, safe when several servers start at once on a new
     PostgreSQL database: the loser of a creation race (a duplicate type or
@@ -214,19 +236,7 @@ class SQLRepository(CaseRepository):
         import sqlalchemy as sa
 
         self.sa = sa
-        if url.startswith("sqlite:///"):
-            import pathlib
-
-            pathlib.Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            @sa.event.listens_for(self.engine, "connect")
-            def _pragmas(connection: Any, _record: Any) -> None:  # pragma: no cover - called by SQLAlchemy
-                cursor = connection.cursor()
-                cursor.execute("PRAGMA secure_delete = ON")
-                cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.execute("PRAGMA busy_timeout = 5000")
-                cursor.close()
+        self.engine = open_engine(url)
         meta = sa.MetaData()
         self.cases = sa.Table(
             "waypoint_handoff_cases", meta,

@@ -65,36 +65,6 @@ def sender_id_for(chat_id: int, secret: bytes) -> str:
     return base.sender_id_for(PLATFORM, chat_id, secret, prefix="tg")
 
 
-class KeyedLocks:
-    """One asyncio lock per chat (FIFO), dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: Dict[Any, Tuple[asyncio.Lock, int]] = {}
-
-    def __call__(self, key: Any) -> "_KeyedLock":
-        return _KeyedLock(self, key)
-
-
-class _KeyedLock:
-    def __init__(self, owner: KeyedLocks, key: Any):
-        self.owner, self.key = owner, key
-
-    async def __aenter__(self) -> None:
-        lock, users = self.owner._locks.get(self.key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self.owner._locks[self.key] = (lock, users + 1)
-        await lock.acquire()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        lock, users = self.owner._locks[self.key]
-        lock.release()
-        if users <= 1:
-            self.owner._locks.pop(self.key, None)
-        else:
-            self.owner._locks[self.key] = (lock, users - 1)
-
-
 class TelegramOutput(OutputChannel):
     """Sends one turn's replies to one chat and notes what it sent."""
 
@@ -159,7 +129,7 @@ class TelegramInput(InputChannel):
         self.settings = settings or Settings.from_env()
         self._state = state
         self.client: Optional[TelegramBot] = None
-        self.locks = KeyedLocks()
+        self.locks = base.KeyedLocks()
         self.limiter = base.SlidingWindow(self.settings.max_messages_per_minute)
         self._told_to_slow: Dict[int, float] = {}
         self.tasks: Set[asyncio.Task] = set()
