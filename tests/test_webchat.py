@@ -200,7 +200,7 @@ def test_loads_nothing_from_elsewhere_and_sets_no_cookie(chat, waypoint):
 
 
 def test_thai_question_then_a_button(chat, waypoint, content):
-    assert chat.pick_language("th") == [content.messages["language_set"]["th"]]
+    assert chat.pick_language("th") == [content.messages["language_set"]["th"], content.messages["intro"]["th"]]
     assert chat.page.evaluate("() => document.documentElement.lang") == "th"
     assert chat.page.locator("#quick-exit").inner_text() == content.messages["webchat_quick_exit"]["th"]
     assert chat.page.locator("#message").get_attribute("placeholder") == content.messages["webchat_placeholder"]["th"]
