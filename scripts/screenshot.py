@@ -49,7 +49,8 @@ def shoot(url: str, lang: str, out: pathlib.Path, country: str = "") -> None:
         stored = page.evaluate("() => JSON.parse(window.sessionStorage.getItem('waypoint-chat'))")
         buttons = [m for m in stored["messages"] if m.get("buttons")][-1]["buttons"]
         wanted = f'"country":"{country}"'
-        index = next((i for i, b in enumerate(buttons) if wanted in b["payload"]), 0 if buttons else None)
+        countries = [i for i, b in enumerate(buttons) if '"country"' in b["payload"]]
+        index = next((i for i in countries if wanted in buttons[i]["payload"]), countries[0] if countries else None)
         if index is not None:
             page.locator(".from-bot").filter(has=page.locator(".choice")).last.locator(".choice").nth(index).click()
             page.locator("#writing").wait_for(state="hidden", timeout=60_000)
