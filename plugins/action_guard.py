@@ -1,7 +1,8 @@
 """Never silence: when the action server fails, the Rasa server answers itself.
 
 Every call to the action server (``RemoteAction.run``) gets a deadline far below
-Rasa's five minutes (``WAYPOINT_ACTION_TIMEOUT_SECONDS``, default 4). A call
+Rasa's five minutes (``WAYPOINT_ACTION_TIMEOUT_SECONDS``, default 4; half of it
+for the slot validation that opens every turn). A call
 that fails or runs out of time is answered by the Rasa server from the same
 data files the actions use (content/):
 
@@ -66,10 +67,10 @@ class Breaker:
         user's next message is a turn like any other."""
         failed = self.last_failure.get(sender_id)
         state = self.state
-        if failed is not None and state != "closed":
+        if failed is not None:
             at, failed_turn = failed
             same_turn = failed_turn == turn if turn is not None and failed_turn is not None else (
-                time.monotonic() - at < min(SAME_TURN_SECONDS, self.reset_after))
+                state != "closed" and time.monotonic() - at < min(SAME_TURN_SECONDS, self.reset_after))
             if same_turn:
                 return False
         if state == "closed":
@@ -109,8 +110,13 @@ def breaker() -> Breaker:
     return _breaker
 
 
-def deadline() -> float:
-    return max(0.1, settings.get_float("WAYPOINT_ACTION_TIMEOUT_SECONDS"))
+def deadline(name: str = "") -> float:
+    """WAYPOINT_ACTION_TIMEOUT_SECONDS for an action that answers; half of it for
+    the slot validation that runs first in every turn (it takes milliseconds):
+    with a hung action server the first answer, the numbers included, comes
+    after that half, not after two full deadlines."""
+    full = max(0.1, settings.get_float("WAYPOINT_ACTION_TIMEOUT_SECONDS"))
+    return full / 2 if name in SILENT_ACTIONS else full
 
 
 def install() -> Dict[str, bool]:
@@ -159,7 +165,7 @@ async def guarded_run(original: Any, action: Any, output_channel: Any, nlg: Any,
     turn = getattr(latest, "message_id", None) if latest is not None else None
     if guard.allow(tracker.sender_id, turn):
         try:
-            events = await asyncio.wait_for(original(action, output_channel, nlg, tracker, domain), deadline())
+            events = await asyncio.wait_for(original(action, output_channel, nlg, tracker, domain), deadline(name))
             guard.succeeded(tracker.sender_id)
             return events
         except ActionExecutionRejection:
