@@ -69,9 +69,10 @@ class Breaker:
         state = self.state
         if failed is not None:
             at, failed_turn = failed
-            same_turn = failed_turn == turn if turn is not None and failed_turn is not None else (
-                state != "closed" and time.monotonic() - at < min(SAME_TURN_SECONDS, self.reset_after))
-            if same_turn:
+            if turn is not None and failed_turn == turn:
+                return False
+            # the same request (a session start that failed has no turn yet): a few seconds
+            if time.monotonic() - at < min(self.reset_after, deadline() + 1.0, SAME_TURN_SECONDS):
                 return False
         if state == "closed":
             return True
@@ -112,11 +113,12 @@ def breaker() -> Breaker:
 
 def deadline(name: str = "") -> float:
     """WAYPOINT_ACTION_TIMEOUT_SECONDS for an action that answers; half of it for
-    the slot validation that runs first in every turn (it takes milliseconds):
+    the session start and the slot validation that open a turn (they take
+    milliseconds, and fall back to Rasa's own behaviour):
     with a hung action server the first answer, the numbers included, comes
     after that half, not after two full deadlines."""
     full = max(0.1, settings.get_float("WAYPOINT_ACTION_TIMEOUT_SECONDS"))
-    return full / 2 if name in SILENT_ACTIONS else full
+    return full / 2 if name in SILENT_ACTIONS or name == "action_session_start" else full
 
 
 def install() -> Dict[str, bool]:
