@@ -15,4 +15,5 @@
 It imports ``content`` (neutral data and text) and rasa_sdk only: nothing of
 the Rasa server's packages, and shares no file with it.
 """
+
 from actions import answers, conversation, crisis, handoff, helplines, language, privacy  # noqa: F401 - registers

@@ -8,6 +8,7 @@ it is given. Follow-ups are read against the last topic; the same question
 twice gets a short reply pointing back; not understood twice in a row gets the
 topics and a person.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,12 +37,11 @@ def country_note(reply: Reply, guide: Guide, country: Optional[str]) -> Optional
 def related_for(tracker: Tracker, guide: Guide, limit: int = 2) -> List[str]:
     related = list(guide.related[:limit])
     if tracker.get_slot("is_minor") and guide.topic != "child.child_victims" and "child.child_victims" not in related:
-        related = ["child.child_victims"] + related[:limit - 1]
+        related = ["child.child_victims"] + related[: limit - 1]
     return related
 
 
-def send_answer(reply: Reply, tracker: Tracker, topic: str, part: str = "short",
-                danger_button: bool = False) -> Events:
+def send_answer(reply: Reply, tracker: Tracker, topic: str, part: str = "short", danger_button: bool = False) -> Events:
     """One topic's answer: ``short`` (survivors' first message, or the whole
     practitioner answer) or ``more`` (the detail, the country note, the source)."""
     guide = reply.content.guides[topic]
@@ -49,20 +49,32 @@ def send_answer(reply: Reply, tracker: Tracker, topic: str, part: str = "short",
     extra = [reply.danger_button()] if danger_button else []
     if reply.audience == "practitioner":
         note = country_note(reply, guide, country)
-        text = "\n\n".join([guide.text(reply.language, "practitioner")] + ([note] if note else [])
-                           + [guide.text(reply.language, "source")])
+        text = "\n\n".join(
+            [guide.text(reply.language, "practitioner")]
+            + ([note] if note else [])
+            + [guide.text(reply.language, "source")]
+        )
         reply.send(text, extra + reply.topic_buttons(related_for(tracker, guide, 3)))
         part = "all"
     elif part == "short":
-        reply.send(guide.text(reply.language, "survivor"),
-                   extra + [reply.more_button(topic)] + reply.topic_buttons(related_for(tracker, guide)))
+        reply.send(
+            guide.text(reply.language, "survivor"),
+            extra + [reply.more_button(topic)] + reply.topic_buttons(related_for(tracker, guide)),
+        )
     else:
         note = country_note(reply, guide, country)
-        text = "\n\n".join([guide.text(reply.language, "survivor_more")] + ([note] if note else [])
-                           + [guide.text(reply.language, "source")])
+        text = "\n\n".join(
+            [guide.text(reply.language, "survivor_more")]
+            + ([note] if note else [])
+            + [guide.text(reply.language, "source")]
+        )
         reply.send(text, extra + reply.topic_buttons(related_for(tracker, guide, 3)))
-    return [SlotSet("topic", topic), SlotSet("pending_topic", None), SlotSet("pending_question", None),
-            SlotSet("answered", f"{topic}:{part}")]
+    return [
+        SlotSet("topic", topic),
+        SlotSet("pending_topic", None),
+        SlotSet("pending_question", None),
+        SlotSet("answered", f"{topic}:{part}"),
+    ]
 
 
 @handler("answer_topic")
@@ -74,8 +86,12 @@ async def answer_topic(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[s
         return await dispatch("helplines", reply, tracker, turn)
     guide = reply.content.guides[topic]
     danger = bool(data.get("danger_button") or turn.possible_emergency)
-    if guide.country_dependent and not tracker.get_slot("country") and not tracker.get_slot("country_asked") \
-            and reply.audience == "practitioner":
+    if (
+        guide.country_dependent
+        and not tracker.get_slot("country")
+        and not tracker.get_slot("country_asked")
+        and reply.audience == "practitioner"
+    ):
         return [SlotSet("topic", topic)] + reply.ask_country(topic)
     events = send_answer(reply, tracker, topic, "short", danger_button=danger)
     if danger:
@@ -90,15 +106,20 @@ async def follow_up(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str,
     reporting = tracker.get_slot("reporting_for")
     if kind == "next":
         if reporting:
-            return await dispatch("report_for_other", reply, tracker, turn, {"child": reporting == "child",
-                                                                             "next_steps": True})
+            return await dispatch(
+                "report_for_other", reply, tracker, turn, {"child": reporting == "child", "next_steps": True}
+            )
         if tracker.get_slot("topic") in ("help.emergency", "help.self_harm"):
             reply.say("next_steps_crisis", buttons=[reply.danger_button(), reply.person_button()])
             return []
         reply.say("next_steps", buttons=reply.topic_buttons(["help.helplines", "help.safety_planning"]))
         return []
-    if topic not in reply.content.guides or topic in ("help.emergency", "help.self_harm", "help.talk_to_human",
-                                                      "help.delete_my_data"):
+    if topic not in reply.content.guides or topic in (
+        "help.emergency",
+        "help.self_harm",
+        "help.talk_to_human",
+        "help.delete_my_data",
+    ):
         reply.say("follow_up_no_topic", buttons=menu_buttons(reply))
         return []
     answered = tracker.get_slot("answered") or ""
@@ -120,8 +141,11 @@ async def follow_up(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str,
 async def repeat(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     topic = data["topic"]
     guide = reply.content.guides[topic]
-    reply.say("repeat_answer", title=guide.text(reply.language, "title"),
-              buttons=[reply.more_button(topic), reply.person_button()])
+    reply.say(
+        "repeat_answer",
+        title=guide.text(reply.language, "title"),
+        buttons=[reply.more_button(topic), reply.person_button()],
+    )
     return [SlotSet("answered", f"{topic}:repeat")]
 
 
@@ -152,10 +176,15 @@ async def set_country(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[st
     if pending == "help.helplines":
         return events + await dispatch("helplines", reply, tracker, turn, {"country": given})
     if pending in ("help.emergency", "help.self_harm"):
-        return events + await dispatch("crisis", reply, tracker, turn, {"kinds": [
-            "self_harm" if pending == "help.self_harm" else "danger"], "country_only": True})
-    if pending and pending.endswith(MORE) and pending[:-len(MORE)] in reply.content.guides:
-        return events + send_answer(reply, tracker, pending[:-len(MORE)], "more")
+        return events + await dispatch(
+            "crisis",
+            reply,
+            tracker,
+            turn,
+            {"kinds": ["self_harm" if pending == "help.self_harm" else "danger"], "country_only": True},
+        )
+    if pending and pending.endswith(MORE) and pending[: -len(MORE)] in reply.content.guides:
+        return events + send_answer(reply, tracker, pending[: -len(MORE)], "more")
     if pending in reply.content.guides:
         return events + send_answer(reply, tracker, pending)
     topic = tracker.get_slot("topic")
@@ -178,9 +207,12 @@ def for_the_new_country(reply: Reply, tracker: Tracker, turn: Facts, topic: Opti
     if note:
         reply.send(f"{note}\n\n{guide.text(reply.language, 'source')}", reply.topic_buttons(guide.related[:2]))
     else:
-        reply.say("no_country_note", country=reply.content.country_name(country, reply.language),
-                  title=guide.text(reply.language, "title"),
-                  buttons=[button(reply.text("label_helplines"), "/ask_help_helplines"), reply.person_button()])
+        reply.say(
+            "no_country_note",
+            country=reply.content.country_name(country, reply.language),
+            title=guide.text(reply.language, "title"),
+            buttons=[button(reply.text("label_helplines"), "/ask_help_helplines"), reply.person_button()],
+        )
     return [SlotSet("answered", f"{topic}:country")]
 
 

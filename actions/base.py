@@ -11,6 +11,7 @@ through :meth:`WaypointAction.run`, which
 Handlers register by name (``@handler("answer_topic")``), so this module needs
 none of them and no action module imports another: no import cycles.
 """
+
 from __future__ import annotations
 
 import abc
@@ -40,8 +41,9 @@ def handler(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-async def dispatch(name: str, reply: Reply, tracker: Tracker, turn: Facts, data: Optional[Dict[str, Any]] = None
-                   ) -> Events:
+async def dispatch(
+    name: str, reply: Reply, tracker: Tracker, turn: Facts, data: Optional[Dict[str, Any]] = None
+) -> Events:
     return await HANDLERS[name](reply, tracker, turn, data or {})
 
 
@@ -81,10 +83,20 @@ class WaypointAction(Action, abc.ABC):
 
 
 MENU = {
-    "survivor": ["ident.am_i_a_victim", "protect.rights_overview", "protect.documents", "help.safety_planning",
-                 "help.helplines"],
-    "practitioner": ["ident.indicators", "ident.referral_procedure", "ident.interviewing", "child.age_unknown",
-                     "help.helplines"],
+    "survivor": [
+        "ident.am_i_a_victim",
+        "protect.rights_overview",
+        "protect.documents",
+        "help.safety_planning",
+        "help.helplines",
+    ],
+    "practitioner": [
+        "ident.indicators",
+        "ident.referral_procedure",
+        "ident.interviewing",
+        "child.age_unknown",
+        "help.helplines",
+    ],
 }
 
 

@@ -2,6 +2,7 @@
 language proposal, crisis kinds), the signals of the lexicons (a child, someone
 reporting for another person, a role, a clear yes, not now), the places named,
 and the conversation so far (the slots). Pure: no replies, no events."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,11 +18,17 @@ from content.loader import get_content
 BUTTON_RE = re.compile(r"^/[A-Za-z0-9_]+(\{.*\})?$", re.DOTALL)
 # A question, as people write one without a question mark: a question word
 # first (en, id, ms), a question particle last (vi, th, ms).
-QUESTION_START_RE = re.compile(r"^(?:what|how|can|could|is|are|do|does|did|will|would|should|where|who|when|why|"
-                               r"apa|apakah|bagaimana|gimana|gmn|macam mana|camne|mcm mana|bisa|boleh|kenapa|mengapa|"
-                               r"berapa|bila|kapan|siapa|di mana|dimana|kat mana)\b", re.IGNORECASE)
-QUESTION_END_RE = re.compile(r"\b(?:không|khong|ko|k|chưa|chua|sao|nào|nao|gì|gi|hả|ha|ke|kah|tak)"
-                             r"\s*(?:a|ạ|ah)?\W*$", re.IGNORECASE)
+QUESTION_START_RE = re.compile(
+    r"^(?:what|how|can|could|is|are|do|does|did|will|would|should|where|who|when|why|"
+    r"apa|apakah|bagaimana|gimana|gmn|macam mana|camne|mcm mana|bisa|boleh|kenapa|mengapa|"
+    r"berapa|bila|kapan|siapa|di mana|dimana|kat mana)\b",
+    re.IGNORECASE,
+)
+QUESTION_END_RE = re.compile(
+    r"\b(?:không|khong|ko|k|chưa|chua|sao|nào|nao|gì|gi|hả|ha|ke|kah|tak)"
+    r"\s*(?:a|ạ|ah)?\W*$",
+    re.IGNORECASE,
+)
 # Thai asks with a particle, often mid-message and without a question mark.
 THAI_QUESTION_RE = re.compile(r"ไหม|มั้ย|มั๊ย|เหรอ|หรอ|หรือเปล่า|หรือไม่|ยังไง|อย่างไร|ป่าว|ได้รึเปล่า")
 DIGITS_RE = re.compile(r"^[\s+()\-.\d]{3,}$")
@@ -48,8 +55,11 @@ class Facts:
     @property
     def is_question(self) -> bool:
         text = self.text.strip()
-        return "?" in text or "？" in text or bool(QUESTION_START_RE.match(text) or QUESTION_END_RE.search(text)
-                                                   or THAI_QUESTION_RE.search(text))
+        return (
+            "?" in text
+            or "？" in text
+            or bool(QUESTION_START_RE.match(text) or QUESTION_END_RE.search(text) or THAI_QUESTION_RE.search(text))
+        )
 
     @property
     def n_words(self) -> int:
@@ -82,8 +92,11 @@ def facts(tracker: Tracker) -> Facts:
     latest = tracker.latest_message or {}
     text = latest.get("text") or ""
     intent = latest.get("intent") or {}
-    ranking = tuple((str(r.get("name")), float(r.get("confidence") or 0.0))
-                    for r in latest.get("intent_ranking") or [] if r.get("name"))
+    ranking = tuple(
+        (str(r.get("name")), float(r.get("confidence") or 0.0))
+        for r in latest.get("intent_ranking") or []
+        if r.get("name")
+    )
     override = latest.get("emergency_override") or {}
     proposal = latest.get("language_id") or {}
     language = tracker.get_slot("language") or (proposal.get("language") if isinstance(proposal, dict) else None)

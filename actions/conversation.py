@@ -2,6 +2,7 @@
 goodbye, "are you a bot?", who the user is, yes or no out of context, not now,
 fear without a question, "stop sending numbers", and questions outside what the
 assistant knows."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Text
@@ -43,8 +44,9 @@ SIMPLE = {"greet": "greet", "goodbye": "goodbye", "thank": "thank", "bot_challen
 async def small_talk(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     intent = turn.intent or ""
     if intent in SIMPLE:
-        buttons = [reply.person_button()] if intent == "bot_challenge" else (
-            menu_buttons(reply) if intent == "greet" else [])
+        buttons = (
+            [reply.person_button()] if intent == "bot_challenge" else (menu_buttons(reply) if intent == "greet" else [])
+        )
         reply.say(SIMPLE[intent], buttons=buttons)
         return []
     if intent == "identify_as_practitioner" and "survivor_role" in turn.signals:
@@ -53,9 +55,13 @@ async def small_talk(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str
         if tracker.get_slot("audience") == "practitioner":
             reply.say("audience_practitioner", buttons=menu_buttons(reply))
         else:  # a role statement the role lexicon did not confirm: asked, not assumed
-            reply.say("audience_check", buttons=[
-                button(reply.text("label_i_work_with_victims"), "/identify_as_practitioner"),
-                button(reply.text("label_i_need_help"), "/identify_as_survivor")])
+            reply.say(
+                "audience_check",
+                buttons=[
+                    button(reply.text("label_i_work_with_victims"), "/identify_as_practitioner"),
+                    button(reply.text("label_i_need_help"), "/identify_as_survivor"),
+                ],
+            )
         return []
     if intent == "identify_as_survivor":
         reply.say("audience_survivor", buttons=menu_buttons(reply))
@@ -64,8 +70,11 @@ async def small_talk(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str
         reply.say("fewer_numbers", buttons=[reply.person_button()])
         return [SlotSet("numbers_muted", True)]
     if intent == "express_distress":
-        reply.say("distress", buttons=[reply.danger_button(), reply.person_button()]
-                  + reply.topic_buttons(["help.safety_planning"], with_person=False))
+        reply.say(
+            "distress",
+            buttons=[reply.danger_button(), reply.person_button()]
+            + reply.topic_buttons(["help.safety_planning"], with_person=False),
+        )
         return []
     if intent in ("not_now", "deny"):
         reply.say("not_now" if intent == "not_now" else "ok_menu", buttons=menu_buttons(reply))

@@ -17,6 +17,7 @@ when known, every country's on one short screen otherwise.
 - Someone writing for a child or another adult: spoken to them, about the
   person, with the numbers to call for that person; never marked a minor.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 def _place(tracker: Tracker, turn: Facts) -> Any:
     """The country the numbers are for: where the message says, else the conversation's."""
-    return turn.places.located or (turn.places.only_place if turn.places.places else None) or tracker.get_slot("country")
+    return (
+        turn.places.located or (turn.places.only_place if turn.places.places else None) or tracker.get_slot("country")
+    )
 
 
 def _numbers(reply: Reply, need: str, country: Any, nationality: Any) -> None:
@@ -64,8 +67,12 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
     topic = "help.self_harm" if self_harm else "help.emergency"
     country, nationality = _place(tracker, turn), tracker.get_slot("nationality")
     count = int(tracker.get_slot("crisis_count") or 0)
-    events: Events = [SlotSet("topic", topic), SlotSet("intro_shown", True), SlotSet("crisis_count", float(count + 1)),
-                      SlotSet("answered", f"{topic}:short")]
+    events: Events = [
+        SlotSet("topic", topic),
+        SlotSet("intro_shown", True),
+        SlotSet("crisis_count", float(count + 1)),
+        SlotSet("answered", f"{topic}:short"),
+    ]
     if "minor_self" in turn.signals and tracker.get_slot("audience") != "practitioner":
         events.append(SlotSet("is_minor", True))  # a child in danger: the child line with the emergency numbers
     need = "crisis" if self_harm else "emergency"
@@ -79,8 +86,11 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
     if tracker.get_slot("numbers_muted") or count >= 1:
         first = helplines.first_numbers(reply.content, need, country) if known else ""
         key = ("self_harm_again" if self_harm else "crisis_again") + ("" if first else "_no_number")
-        reply.say(key, numbers=first, buttons=[reply.person_button(), reply.danger_button()] if not self_harm
-                  else [reply.person_button()])
+        reply.say(
+            key,
+            numbers=first,
+            buttons=[reply.person_button(), reply.danger_button()] if not self_harm else [reply.person_button()],
+        )
         return events
     if self_harm:
         reply.say("self_harm_now")
@@ -106,8 +116,11 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
 @handler("minor")
 async def minor(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     country = _place(tracker, turn)
-    events: Events = [SlotSet("is_minor", True), SlotSet("topic", "child.child_victims"),
-                      SlotSet("answered", "child.child_victims:short")]
+    events: Events = [
+        SlotSet("is_minor", True),
+        SlotSet("topic", "child.child_victims"),
+        SlotSet("answered", "child.child_victims:short"),
+    ]
     reply.say("minor")
     if country in reply.content.countries:
         reply.numbers("child", country, tracker.get_slot("nationality"))
@@ -131,19 +144,24 @@ def _their_place(tracker: Tracker, turn: Facts) -> Any:
 async def report_for_other(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     child = bool(data.get("child"))
     country = _their_place(tracker, turn)
-    events: Events = [SlotSet("reporting_for", "child" if child else "adult"),
-                      SlotSet("topic", "child.child_victims" if child else "ident.am_i_a_victim")]
+    events: Events = [
+        SlotSet("reporting_for", "child" if child else "adult"),
+        SlotSet("topic", "child.child_victims" if child else "ident.am_i_a_victim"),
+    ]
     if data.get("next_steps"):
-        reply.say("reporter_next_steps_child" if child else "reporter_next_steps",
-                  buttons=[reply.person_button()])
+        reply.say("reporter_next_steps_child" if child else "reporter_next_steps", buttons=[reply.person_button()])
         return events
     reply.say("reporter_child" if child else "reporter_adult")
     need = "child" if child else "report"
     if data.get("danger") and country in reply.content.countries:
         reply.numbers("emergency", country, None)
     asked = data.get("topic")
-    topic_buttons = [reply.topic_button(asked)] if asked in reply.content.guides and asked not in (
-        "ident.am_i_a_victim", "child.child_victims", "help.helplines") else []
+    topic_buttons = (
+        [reply.topic_button(asked)]
+        if asked in reply.content.guides
+        and asked not in ("ident.am_i_a_victim", "child.child_victims", "help.helplines")
+        else []
+    )
     if country in reply.content.countries:
         reply.numbers(need, country, None)
         reply.say("reporter_offer", buttons=[*topic_buttons, reply.person_button()])

@@ -24,6 +24,7 @@ Every rule is a plain condition on the facts of the turn (actions/context.py)
 and the slots; bench/conversations.py measures them on whole conversations
 (with ``WAYPOINT_DIALOGUE=off`` it measures the rules alone).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +38,19 @@ from content.helplines import all_numbers
 from content.loader import get_content, intent_for_topic
 
 FOLLOW_UPS = {"ask_more": "more", "ask_clarify": "clarify", "ask_next_steps": "next"}
-REPORT_INTENTS = ("ask_help_helplines", "ask_ident_am_i_a_victim", "request_human", "nlu_fallback", "inform_minor",
-                  "ask_child_child_victims", "ask_next_steps", "ask_witness_reporting",
-                  "inform_country", "out_of_scope", "express_distress")
+REPORT_INTENTS = (
+    "ask_help_helplines",
+    "ask_ident_am_i_a_victim",
+    "request_human",
+    "nlu_fallback",
+    "inform_minor",
+    "ask_child_child_victims",
+    "ask_next_steps",
+    "ask_witness_reporting",
+    "inform_country",
+    "out_of_scope",
+    "express_distress",
+)
 UNSURE = 0.55  # below this a topic reading may be a follow-up on the last topic
 FOLLOW_UP_WORDS = 10
 LAST_TOPIC_PROBABILITY = 0.08
@@ -76,8 +87,9 @@ def set_this_turn(tracker: Tracker, slot: str) -> bool:
 
 def _is_helpline_number(text: str) -> bool:
     digits = "".join(ch for ch in text if ch.isdigit())
-    return any(digits and digits == "".join(ch for ch in n if ch.isdigit())
-               for n in all_numbers(get_content().helplines))
+    return any(
+        digits and digits == "".join(ch for ch in n if ch.isdigit()) for n in all_numbers(get_content().helplines)
+    )
 
 
 def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
@@ -96,8 +108,9 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     # in danger is spoken to as the reporter
     if crisis and practitioner and turn.is_question and "present" not in turn.signals and not turn.is_button:
         topic = "help.self_harm" if "self_harm" in turn.crisis or intent == "report_self_harm" else "help.emergency"
-        return Decision("answer_topic", "a practitioner's question about a crisis", {"topic": topic,
-                                                                                     "danger_button": True})
+        return Decision(
+            "answer_topic", "a practitioner's question about a crisis", {"topic": topic, "danger_button": True}
+        )
     # a writer who gives their own age under 18 is the child, whoever else they mention
     # ("my mum doesn't know where I am ... I'm 15")
     writer_child = "minor_self" in turn.signals and not practitioner
@@ -108,22 +121,38 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     if writer_in_danger and not crisis and not turn.is_question and not turn.is_button:
         crisis = True
     reporting = ("reporter" in turn.signals and not writer_child and not (crisis and writer_in_danger)) or (
-        "child_other" in turn.signals and practitioner)
+        "child_other" in turn.signals and practitioner
+    )
     # a reporter already known who asks a question ("should we pay them?") is answered as asked
     already_reporting = bool(tracker.get_slot("reporting_for"))
     if crisis:
         asked = topic_of(turn.classifier_intent)
-        if ("self_harm" not in turn.crisis and asked and asked not in CRISIS_TOPICS
-                and ((last_topic and asked in [last_topic, *related]) or already_reporting)
-                and turn.is_question and "present" not in turn.signals and not turn.is_button):
-            return Decision("answer_topic", "a question on the conversation's subject mentions danger",
-                            {"topic": asked, "danger_button": True})
+        if (
+            "self_harm" not in turn.crisis
+            and asked
+            and asked not in CRISIS_TOPICS
+            and ((last_topic and asked in [last_topic, *related]) or already_reporting)
+            and turn.is_question
+            and "present" not in turn.signals
+            and not turn.is_button
+        ):
+            return Decision(
+                "answer_topic",
+                "a question on the conversation's subject mentions danger",
+                {"topic": asked, "danger_button": True},
+            )
     if crisis and "self_harm" not in turn.crisis and reporting:
-        return Decision("report_for_other", "someone reports another person in danger",
-                        {"child": "child_other" in turn.signals, "danger": True})
+        return Decision(
+            "report_for_other",
+            "someone reports another person in danger",
+            {"child": "child_other" in turn.signals, "danger": True},
+        )
     if crisis:
-        return Decision("crisis", "crisis", {"kinds": sorted(turn.crisis) or [
-            "self_harm" if intent == "report_self_harm" else "danger"]})
+        return Decision(
+            "crisis",
+            "crisis",
+            {"kinds": sorted(turn.crisis) or ["self_harm" if intent == "report_self_harm" else "danger"]},
+        )
 
     # 2. the assistant's consent question
     if pending in ("handoff_consent", "handoff_summary"):
@@ -133,14 +162,23 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     # 3. a child writing; someone writing for another person
     asked_topic = topic_of(intent) if intent not in REPORT_INTENTS else None
     follow_up_question = already_reporting and asked_topic and turn.is_question and turn.confidence >= REPORTER_TOPIC
-    if not follow_up_question and (("child_other" in turn.signals and reporting) or (
-            reporting and not practitioner and (
-                intent in REPORT_INTENTS or turn.confidence < UNSURE or turn.n_words >= SITUATION_WORDS))):
+    if not follow_up_question and (
+        ("child_other" in turn.signals and reporting)
+        or (
+            reporting
+            and not practitioner
+            and (intent in REPORT_INTENTS or turn.confidence < UNSURE or turn.n_words >= SITUATION_WORDS)
+        )
+    ):
         # a specific person's situation: the reporter's answer, with the topic they asked as a button
-        return Decision("report_for_other", "someone reports for another person",
-                        {"child": "child_other" in turn.signals, "topic": topic_of(intent)})
-    if (writer_child or (intent == "inform_minor" and "reporter" not in turn.signals)) \
-            and tracker.get_slot("audience") != "practitioner":
+        return Decision(
+            "report_for_other",
+            "someone reports for another person",
+            {"child": "child_other" in turn.signals, "topic": topic_of(intent)},
+        )
+    if (writer_child or (intent == "inform_minor" and "reporter" not in turn.signals)) and tracker.get_slot(
+        "audience"
+    ) != "practitioner":
         return Decision("minor", "the writer is under 18")
 
     # 4. a helpline number typed back
@@ -154,25 +192,46 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     if pending == "home" and (turn.entity("nationality") or turn.places.home or turn.places.only_place):
         waiting = tracker.get_slot("pending_topic")
         if waiting in ("help.emergency", "help.self_harm"):
-            return Decision("crisis", "answer to the home-country question after a crisis", {
-                "kinds": ["self_harm" if waiting == "help.self_harm" else "danger"], "country_only": True})
+            return Decision(
+                "crisis",
+                "answer to the home-country question after a crisis",
+                {"kinds": ["self_harm" if waiting == "help.self_harm" else "danger"], "country_only": True},
+            )
         return Decision("helplines", "answer to the home-country question")
 
     # 6. follow-ups on the last topic
     if intent in FOLLOW_UPS:
         return Decision("follow_up", "follow-up", {"kind": FOLLOW_UPS[intent]})
-    if intent == "inform_country" or (turn.places.named and set_this_turn(tracker, "country") and last_topic
-                                       and turn.confidence < UNSURE and turn.n_words <= FOLLOW_UP_WORDS):
+    if intent == "inform_country" or (
+        turn.places.named
+        and set_this_turn(tracker, "country")
+        and last_topic
+        and turn.confidence < UNSURE
+        and turn.n_words <= FOLLOW_UP_WORDS
+    ):
         return Decision("set_country", "a place given")
     asked = topic_of(intent)
-    if asked and last_topic and asked != last_topic and not turn.is_button and turn.confidence < UNSURE \
-            and turn.n_words <= FOLLOW_UP_WORDS and turn.probability(intent_for_topic(last_topic)) >= LAST_TOPIC_PROBABILITY:
-        return Decision("follow_up", "an unsure short question read against the last topic",
-                        {"kind": "more", "topic": last_topic})
+    if (
+        asked
+        and last_topic
+        and asked != last_topic
+        and not turn.is_button
+        and turn.confidence < UNSURE
+        and turn.n_words <= FOLLOW_UP_WORDS
+        and turn.probability(intent_for_topic(last_topic)) >= LAST_TOPIC_PROBABILITY
+    ):
+        return Decision(
+            "follow_up", "an unsure short question read against the last topic", {"kind": "more", "topic": last_topic}
+        )
 
     # 7. the same question again (numbers are always shown again: short, and what matters)
-    if asked and asked == last_topic and asked not in NUMBERS_TOPICS and not turn.is_button \
-            and tracker.get_slot("answered") == f"{asked}:short":
+    if (
+        asked
+        and asked == last_topic
+        and asked not in NUMBERS_TOPICS
+        and not turn.is_button
+        and tracker.get_slot("answered") == f"{asked}:short"
+    ):
         return Decision("repeat", "the same question again", {"topic": asked})
 
     # 8. not understood

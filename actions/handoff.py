@@ -13,6 +13,7 @@ operators. The action server keeps no case and shares no file with the Rasa
 server. When no operators' chat is configured or no one is on duty, the user is
 told honestly and gets helplines.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -125,8 +126,10 @@ async def handoff_consent(reply: Reply, tracker: Tracker, turn: Facts, data: Dic
     if refused or asks >= MAX_ASKS:
         reply.say("handoff_declined")
         if "fear_of_being_seen" in turn.signals:
-            reply.say("phone_safety", buttons=reply.topic_buttons(["help.safety_planning", "help.delete_my_data"],
-                                                                  with_person=False))
+            reply.say(
+                "phone_safety",
+                buttons=reply.topic_buttons(["help.safety_planning", "help.delete_my_data"], with_person=False),
+            )
         return done
     reply.say("consent_unclear", buttons=reply.yes_no())
     return [SlotSet("consent_asks", float(asks + 1))]
@@ -141,8 +144,16 @@ def open_case(reply: Reply, tracker: Tracker, summary: Optional[str]) -> Events:
     case_id = new_case_id()
     logger.info("hand-off case %s requested", case_id)
     reply.say("handoff_waiting")
-    reply.marker({"waypoint": "handoff_requested", "case_id": case_id, "language": reply.language,
-                  "country": tracker.get_slot("country"), "topic": asked[-1] if asked else None, "summary": summary})
+    reply.marker(
+        {
+            "waypoint": "handoff_requested",
+            "case_id": case_id,
+            "language": reply.language,
+            "country": tracker.get_slot("country"),
+            "topic": asked[-1] if asked else None,
+            "summary": summary,
+        }
+    )
     return [SlotSet("handoff_stage", "waiting"), SlotSet("handoff_case", case_id)]
 
 

@@ -4,6 +4,7 @@ line for citizens abroad where one is verified), else the conversation's, else
 one question. A country the assistant has no numbers for is said plainly, with
 the home country's line for citizens abroad and a person. A number typed back
 is recognised, not read as an age or a question."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Text
@@ -24,15 +25,24 @@ def _wanted_country(tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Opti
     numbers"), else where the user is."""
     located = turn.places.located or tracker.get_slot("country")
     others = turn.places.named - {located} - ({turn.places.home} if turn.places.home == located else set())
-    return data.get("country") or turn.entity("country") or (next(iter(others)) if len(others) == 1 else None) \
-        or turn.places.located or turn.places.only_place or tracker.get_slot("country")
+    return (
+        data.get("country")
+        or turn.entity("country")
+        or (next(iter(others)) if len(others) == 1 else None)
+        or turn.places.located
+        or turn.places.only_place
+        or tracker.get_slot("country")
+    )
 
 
 @handler("helplines")
 async def show_helplines(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     country = _wanted_country(tracker, turn, data)
-    events: Events = [SlotSet("topic", "help.helplines"), SlotSet("numbers_muted", False),
-                      SlotSet("answered", "help.helplines:short")]
+    events: Events = [
+        SlotSet("topic", "help.helplines"),
+        SlotSet("numbers_muted", False),
+        SlotSet("answered", "help.helplines:short"),
+    ]
     if not country or country == "ZZ":
         return events + reply.ask_country("help.helplines")
     nationality = tracker.get_slot("nationality")
@@ -57,8 +67,11 @@ async def typed_number(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[s
     if line is None:
         reply.say("fallback_none")
         return []
-    reply.say("typed_number", name=line.name(reply.language),
-              buttons=[button(reply.text("label_helplines"), "/ask_help_helplines"), reply.person_button()])
+    reply.say(
+        "typed_number",
+        name=line.name(reply.language),
+        buttons=[button(reply.text("label_helplines"), "/ask_help_helplines"), reply.person_button()],
+    )
     return []
 
 

@@ -21,6 +21,7 @@ message, before the next action is predicted, and decides:
   also inside a longer question) makes it ``practitioner``; "I'm not a social
   worker" or "I am the victim" makes it ``survivor`` again; nothing else.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,12 +45,72 @@ from content.text import normalise, strip_accents
 logger = logging.getLogger(__name__)
 
 # Words that acknowledge, thank or greet in any of our languages (accents folded).
-ACKNOWLEDGEMENTS = {"ok", "okay", "oke", "okey", "okie", "k", "kk", "thanks", "thank", "you", "thx", "tq", "ty",
-                    "terima", "kasih", "makasih", "trimakasih", "mksh", "cam", "on", "cảm", "ơn", "a", "ạ", "nhe",
-                    "nha", "yes", "ya", "yup", "baik", "sip", "noted", "alright", "good", "great", "dạ", "da", "vang",
-                    "u", "uhm", "hmm", "ohh", "oh", "faham", "paham", "understood", "got", "it"}
-THAI_ACKNOWLEDGEMENTS = {"ขอบคุณ", "ขอบคุณค่ะ", "ขอบคุณครับ", "โอเค", "โอเคค่ะ", "โอเคครับ", "ค่ะ", "ครับ", "ได้ค่ะ",
-                         "ได้ครับ", "เข้าใจแล้ว", "ขอบใจ", "ok ค่ะ", "ok ครับ"}
+ACKNOWLEDGEMENTS = {
+    "ok",
+    "okay",
+    "oke",
+    "okey",
+    "okie",
+    "k",
+    "kk",
+    "thanks",
+    "thank",
+    "you",
+    "thx",
+    "tq",
+    "ty",
+    "terima",
+    "kasih",
+    "makasih",
+    "trimakasih",
+    "mksh",
+    "cam",
+    "on",
+    "cảm",
+    "ơn",
+    "a",
+    "ạ",
+    "nhe",
+    "nha",
+    "yes",
+    "ya",
+    "yup",
+    "baik",
+    "sip",
+    "noted",
+    "alright",
+    "good",
+    "great",
+    "dạ",
+    "da",
+    "vang",
+    "u",
+    "uhm",
+    "hmm",
+    "ohh",
+    "oh",
+    "faham",
+    "paham",
+    "understood",
+    "got",
+    "it",
+}
+THAI_ACKNOWLEDGEMENTS = {
+    "ขอบคุณ",
+    "ขอบคุณค่ะ",
+    "ขอบคุณครับ",
+    "โอเค",
+    "โอเคค่ะ",
+    "โอเคครับ",
+    "ค่ะ",
+    "ครับ",
+    "ได้ค่ะ",
+    "ได้ครับ",
+    "เข้าใจแล้ว",
+    "ขอบใจ",
+    "ok ค่ะ",
+    "ok ครับ",
+}
 SWITCH_MIN_WORDS = 3
 SWITCH_CONFIDENCE = 0.85
 # Names of our languages as people write them, in any of them (data/languages.yml).
@@ -68,11 +129,20 @@ def named_language(text: Optional[str]) -> Optional[str]:
     # Names inside other names ("bahasa indonesia" holds Malay's "bahasa ..."):
     # the language whose matched name is longest wins among a family.
     if len(found) > 1:
-        longest = {code: max((len(strip_accents(w)) for w in LANGUAGE_WORDS[code]
-                              if _named(strip_accents(w), plain)), default=0) for code in found}
+        longest = {
+            code: max(
+                (len(strip_accents(w)) for w in LANGUAGE_WORDS[code] if _named(strip_accents(w), plain)), default=0
+            )
+            for code in found
+        }
         best = max(found, key=lambda c: longest[c])
-        found = {c for c in found if c == best or languages.BY_CODE[c].family != languages.BY_CODE[best].family
-                 or not languages.BY_CODE[c].family}
+        found = {
+            c
+            for c in found
+            if c == best
+            or languages.BY_CODE[c].family != languages.BY_CODE[best].family
+            or not languages.BY_CODE[c].family
+        }
     return found.pop() if len(found) == 1 else None
 
 
@@ -93,8 +163,9 @@ def explicit_choice(tracker: Tracker) -> Optional[str]:
     return None
 
 
-def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], text: Optional[str],
-                    hint: Optional[str] = None) -> str:
+def decide_language(
+    current: Optional[str], proposal: Optional[Dict[str, Any]], text: Optional[str], hint: Optional[str] = None
+) -> str:
     """The conversation's language after this message (``hint``: the channel's,
     e.g. Telegram's language_code, used when the message itself says nothing)."""
     current = current if current in LANGUAGES else None
@@ -108,8 +179,12 @@ def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], 
         return current or proposal["language"]
     if current is None:
         # the first message: the channel's hint wins over a weak guess (gibberish, a word both languages share)
-        if hint in LANGUAGES and hint != proposal["language"] and not proposal.get("unambiguous") \
-                and (proposal.get("confidence") or 0) < SWITCH_CONFIDENCE:
+        if (
+            hint in LANGUAGES
+            and hint != proposal["language"]
+            and not proposal.get("unambiguous")
+            and (proposal.get("confidence") or 0) < SWITCH_CONFIDENCE
+        ):
             return hint
         return proposal["language"]
     if proposal["language"] == current:
@@ -122,10 +197,14 @@ def decide_language(current: Optional[str], proposal: Optional[Dict[str, Any]], 
 
 
 def acknowledgement(text: Optional[str]) -> bool:
-    """"ok", "thanks", "cam on", "terima kasih", "ขอบคุณ" ...: says nothing about a change of language."""
+    """ "ok", "thanks", "cam on", "terima kasih", "ขอบคุณ" ...: says nothing about a change of language."""
     words = [w for w in re.split(r"\W+", strip_accents(normalise(text or ""))) if w]
-    return bool(words) and len(words) <= 4 and all(w in ACKNOWLEDGEMENTS for w in words) or \
-        normalise(text or "").strip(" !.") in THAI_ACKNOWLEDGEMENTS
+    return (
+        bool(words)
+        and len(words) <= 4
+        and all(w in ACKNOWLEDGEMENTS for w in words)
+        or normalise(text or "").strip(" !.") in THAI_ACKNOWLEDGEMENTS
+    )
 
 
 class ValidateSlotMappings(ValidationAction):
@@ -134,7 +213,9 @@ class ValidateSlotMappings(ValidationAction):
     def name(self) -> Text:
         return "action_validate_slot_mappings"
 
-    async def extract_language(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
+    async def extract_language(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict
+    ) -> Dict[Text, Any]:
         latest = tracker.latest_message or {}
         current = tracker.get_slot("language")
         hint = (latest.get("metadata") or {}).get("language_hint")
@@ -146,27 +227,34 @@ class ValidateSlotMappings(ValidationAction):
             chosen = decide_language(current, latest.get("language_id"), text, hint)
         return {"language": chosen} if chosen != current else {}
 
-    async def extract_country(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict) -> Dict[Text, Any]:
+    async def extract_country(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict
+    ) -> Dict[Text, Any]:
         turn = facts(tracker)
         code = turn.entity("country")
         if code is None:
             asked = tracker.get_slot("pending_question") == "country" or turn.intent == "inform_country"
-            code = turn.places.located or (turn.places.only_place if asked and not turn.places.home else None) \
+            code = (
+                turn.places.located
+                or (turn.places.only_place if asked and not turn.places.home else None)
                 or (next(iter(turn.places.places)) if len(turn.places.places) == 1 and not turn.places.home else None)
+            )
         if not code or code == "ZZ" or code not in get_content().countries:
             return {}
         return {"country": code} if code != tracker.get_slot("country") else {}
 
-    async def extract_nationality(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict
-                                  ) -> Dict[Text, Any]:
+    async def extract_nationality(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict
+    ) -> Dict[Text, Any]:
         turn = facts(tracker)
         code = turn.entity("nationality") or turn.places.home
         if not code or code not in get_content().countries:
             return {}
         return {"nationality": code} if code != tracker.get_slot("nationality") else {}
 
-    async def extract_audience(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict
-                               ) -> Dict[Text, Any]:
+    async def extract_audience(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict
+    ) -> Dict[Text, Any]:
         turn = facts(tracker)
         current = tracker.get_slot("audience")
         if turn.is_button and turn.intent in ("identify_as_practitioner", "identify_as_survivor"):

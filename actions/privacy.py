@@ -1,6 +1,7 @@
 """Delete my data (a request: done at once) and questions about data (answered,
 with a button to delete), and redaction of anything kept beyond the
 conversation."""
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,11 @@ async def delete(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
 
 @handler("explain_deletion")
 async def explain_deletion(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
-    reply.say("about_deletion", days=settings.get("WAYPOINT_RETENTION_DAYS"),
-              buttons=[button(reply.text("label_delete_now"), "/request_data_deletion")])
+    reply.say(
+        "about_deletion",
+        days=settings.get("WAYPOINT_RETENTION_DAYS"),
+        buttons=[button(reply.text("label_delete_now"), "/request_data_deletion")],
+    )
     return [SlotSet("topic", "help.delete_my_data")]
 
 
@@ -74,5 +78,6 @@ class ActionExplain(WaypointAction):
 
 @handler("explain")
 async def explain(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
-    return await dispatch("explain_human" if turn.intent == "ask_about_human" else "explain_deletion",
-                          reply, tracker, turn)
+    return await dispatch(
+        "explain_human" if turn.intent == "ask_about_human" else "explain_deletion", reply, tracker, turn
+    )

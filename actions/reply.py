@@ -1,6 +1,7 @@
 """Speaking in the user's language: messages of data/messages.yml, guide texts,
 number lists and buttons. Every user-visible sentence comes from data/, in
 every registry language."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,13 @@ OTHER_COUNTRY = "ZZ"  # button value for "another country": nothing is stored
 class Reply:
     """What one action says, in the conversation's language."""
 
-    def __init__(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Optional[Dict[str, Any]] = None,
-                 language: Optional[str] = None):
+    def __init__(
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: Optional[Dict[str, Any]] = None,
+        language: Optional[str] = None,
+    ):
         self.dispatcher = dispatcher
         self.tracker = tracker
         self.language = language or languages.or_default(tracker.get_slot("language"))
@@ -51,12 +57,14 @@ class Reply:
         self.dispatcher.utter_message(json_message=marker)
 
     # -- numbers ---------------------------------------------------------------------------------------
-    def numbers(self, need: str, country: Optional[str], nationality: Optional[str] = None,
-                abroad_from: Optional[str] = None) -> bool:
+    def numbers(
+        self, need: str, country: Optional[str], nationality: Optional[str] = None, abroad_from: Optional[str] = None
+    ) -> bool:
         """The verified numbers for ``need`` as one message (lines already shown in
         this turn left out); True when it held any."""
-        body, shown = helplines.numbers_text(self.content, need, self.language, country, nationality,
-                                             exclude=self.shown_lines, abroad_from=abroad_from)
+        body, shown = helplines.numbers_text(
+            self.content, need, self.language, country, nationality, exclude=self.shown_lines, abroad_from=abroad_from
+        )
         self.shown_lines += shown
         self.send(body)
         return bool(shown)
@@ -82,22 +90,29 @@ class Reply:
         return buttons + ([self.person_button()] if with_person else [])
 
     def country_buttons(self) -> List[Dict[str, str]]:
-        buttons = [button(self.content.country_name(code, self.language), f'/inform_country{{"country":"{code}"}}')
-                   for code in ASKED_COUNTRIES if code in self.content.countries]
+        buttons = [
+            button(self.content.country_name(code, self.language), f'/inform_country{{"country":"{code}"}}')
+            for code in ASKED_COUNTRIES
+            if code in self.content.countries
+        ]
         return buttons + [button(self.text("label_other_country"), f'/inform_country{{"country":"{OTHER_COUNTRY}"}}')]
 
     def home_buttons(self) -> List[Dict[str, str]]:
         """The home countries that have a line for their citizens abroad."""
-        homes = [code for code in self.content.countries
-                 if any(h.country == code and "nationals_abroad" in h.kinds for h in self.content.helplines)]
-        return [button(self.content.country_name(code, self.language), f'/inform_country{{"nationality":"{code}"}}')
-                for code in homes]
+        homes = [
+            code
+            for code in self.content.countries
+            if any(h.country == code and "nationals_abroad" in h.kinds for h in self.content.helplines)
+        ]
+        return [
+            button(self.content.country_name(code, self.language), f'/inform_country{{"nationality":"{code}"}}')
+            for code in homes
+        ]
 
     def ask_country(self, topic: str, key: str = "ask_country", with_person: bool = False) -> List[Dict[str, Any]]:
         """Asks which country (buttons); the answer resumes ``topic`` (actions/dialogue.py)."""
         self.say(key, buttons=self.country_buttons() + ([self.person_button()] if with_person else []))
-        return [SlotSet("pending_topic", topic), SlotSet("pending_question", "country"),
-                SlotSet("country_asked", True)]
+        return [SlotSet("pending_topic", topic), SlotSet("pending_question", "country"), SlotSet("country_asked", True)]
 
     def ask_home(self, topic: str) -> List[Dict[str, Any]]:
         """Asks which country the user is from (its line for citizens abroad)."""

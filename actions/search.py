@@ -2,6 +2,7 @@
 tokens (Thai segmented by pythainlp, Vietnamese by pyvi plus its syllables,
 accents folded). Used when no topic was recognised with confidence: the best
 three topics are offered as buttons, never answered unasked."""
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,11 @@ def _index(language: str, content: Content) -> BM25:
     documents = {}
     for topic_id, guide in content.guides.items():
         entry = guide.languages[language]
-        text = " ".join([entry["title"]] * 3 + [entry["survivor"], entry["practitioner"]]
-                        + examples.get(intent_for_topic(topic_id), []))
+        text = " ".join(
+            [entry["title"]] * 3
+            + [entry["survivor"], entry["practitioner"]]
+            + examples.get(intent_for_topic(topic_id), [])
+        )
         documents[topic_id] = search_tokens(text, language)
     if len(_indexes) > 16:  # content reloaded many times: drop old indexes
         _indexes.clear()

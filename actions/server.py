@@ -12,6 +12,7 @@ the first copy may have run. A request identical to one answered in the last
 holds every event of the turn) gets the same answer again without running the
 action twice.
 """
+
 from __future__ import annotations
 
 import collections
@@ -101,8 +102,13 @@ def warm_up() -> None:
     lexicons.warm_up()
     for language in languages.CODES:
         text = sample(language, "report_emergency") or sample(language, "greet") or "help"
-        latest = {"text": text, "intent": {"name": "report_emergency", "confidence": 1.0}, "entities": [],
-                  "intent_ranking": [], "language_id": {"language": language}}
+        latest = {
+            "text": text,
+            "intent": {"name": "report_emergency", "confidence": 1.0},
+            "entities": [],
+            "intent_ranking": [],
+            "language_id": {"language": language},
+        }
         tracker = Tracker("warm-up", {"language": language}, latest, [], False, None, {}, "action_listen")
         decide(tracker, facts(tracker), "crisis")
     logger.info("action server: warmed up in %.1f s", time.monotonic() - started)

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: data loading and report writing."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,11 +25,15 @@ def load_sets(kind: str) -> Dict[str, dict]:
 
 def machine() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "?"
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit or 'uncommitted'}, "
-            f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
+    return (
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit or 'uncommitted'}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}"
+    )
 
 
 def write_report(name: str, title: str, command: str, body: List[str]) -> pathlib.Path:

@@ -6,6 +6,7 @@ Measured by running the real actions on every topic with a survivor's tracker.
 
     .venv/bin/python -m bench.content
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,14 +56,16 @@ def main() -> None:
         unit = "words" if (get(language) is None or get(language).latin) else "characters"
         machine = sum(1 for g in content.guides.values() if g.languages[language]["review"] == "machine-translated")
         longest[language] = max(replies, key=lambda t: len(replies[t]))
-        rows.append(f"| {language} | {len(topics)} | **{statistics.median(chars):.0f}** | **{max(chars)}** | "
-                    f"{statistics.median(first_units):.0f} {unit} | {max(first_units)} | "
-                    f"{statistics.median(sentences):.0f} | {max(sentences)} | {machine} of {len(content.guides)} |")
+        rows.append(
+            f"| {language} | {len(topics)} | **{statistics.median(chars):.0f}** | **{max(chars)}** | "
+            f"{statistics.median(first_units):.0f} {unit} | {max(first_units)} | "
+            f"{statistics.median(sentences):.0f} | {max(sentences)} | {machine} of {len(content.guides)} |"
+        )
     body = [
         "The reply a survivor gets to a topic question (every topic but the crisis, person, deletion and helpline",
         "topics, whose replies are numbers and steps): all its text, first turn, without the session's introduction,",
         "as the action server composes it (actions/answers.py). The detail, the country note and the source follow",
-        "on \"Tell me more\". Aims (issue): median at most 600 characters, longest at most 1,200, in every language;",
+        'on "Tell me more". Aims (issue): median at most 600 characters, longest at most 1,200, in every language;',
         "first message at most about 80 words (Thai, Burmese, Khmer, Lao: about 450 characters). Sentence length in",
         "words, or characters for the scripts without spaces.",
         "",

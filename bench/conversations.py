@@ -11,6 +11,7 @@ turn read alone by Rasa's rules), so the choice is measured, not assumed.
     .venv/bin/python -m bench.conversations            # both configurations
     .venv/bin/python -m bench.conversations --only on  # the assistant as it ships
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def reply_language(texts: List[str], scorer: Any) -> Optional[str]:
     return scorer.identify(joined).language if joined.strip() else None
 
 
-def check(expect: Dict[str, Any], replies: List[Dict[str, Any]], slots: Dict[str, Any], language: str,
-          scorer: Any) -> List[str]:
+def check(
+    expect: Dict[str, Any], replies: List[Dict[str, Any]], slots: Dict[str, Any], language: str, scorer: Any
+) -> List[str]:
     """What went wrong in one turn (empty: right)."""
     problems = []
     texts = [r.get("text") or "" for r in replies]
@@ -74,9 +76,17 @@ def check(expect: Dict[str, Any], replies: List[Dict[str, Any]], slots: Dict[str
         problems.append(f"no button among {expect['buttons_any']}")
     wanted_language = expect.get("reply_language") or language
     found = reply_language([t for t in texts if t], scorer)
-    if found and wanted_language and found != wanted_language and not (
-            get_language(found) and get_language(wanted_language)
-            and get_language(found).family and get_language(found).family == get_language(wanted_language).family):
+    if (
+        found
+        and wanted_language
+        and found != wanted_language
+        and not (
+            get_language(found)
+            and get_language(wanted_language)
+            and get_language(found).family
+            and get_language(found).family == get_language(wanted_language).family
+        )
+    ):
         problems.append(f"reply in {found}, expected {wanted_language}")
     return problems
 
@@ -103,8 +113,13 @@ def play(server: Any, conversations: List[Dict[str, Any]], language: str, scorer
                 right += 1
         convs += 1
         convs_right += all_right
-    return {"turns": turns, "right": right, "conversations": convs, "conversations_right": convs_right,
-            "failures": failures}
+    return {
+        "turns": turns,
+        "right": right,
+        "conversations": convs,
+        "conversations_right": convs_right,
+        "failures": failures,
+    }
 
 
 def run(config: str, sets: Dict[str, List[Dict[str, Any]]], scorer: Any) -> Dict[str, Dict[str, Any]]:
@@ -115,11 +130,17 @@ def run(config: str, sets: Dict[str, List[Dict[str, Any]]], scorer: Any) -> Dict
     # A deployment with a counsellors' desk (the live hand-off needs Telegram's
     # operators' group): Telegram here is a local fake of the Bot API.
     telegram = FakeTelegram(TELEGRAM_TOKEN).start()
-    env = {"WAYPOINT_DIALOGUE": config, "WAYPOINT_TRACKER_DB": str(var / "tracker.db"),
-           "WAYPOINT_STATE_DB": str(var / "state.db"), "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
-           "TELEGRAM_API_BASE_URL": telegram.url, "TELEGRAM_WEBHOOK_SECRET": "bench-secret",
-           "WAYPOINT_ID_SECRET": "bench-id-secret", "WAYPOINT_OPERATORS_CHAT_ID": "-1001234567890",
-           "WAYPOINT_OPERATOR_HOURS": "always"}
+    env = {
+        "WAYPOINT_DIALOGUE": config,
+        "WAYPOINT_TRACKER_DB": str(var / "tracker.db"),
+        "WAYPOINT_STATE_DB": str(var / "state.db"),
+        "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_API_BASE_URL": telegram.url,
+        "TELEGRAM_WEBHOOK_SECRET": "bench-secret",
+        "WAYPOINT_ID_SECRET": "bench-id-secret",
+        "WAYPOINT_OPERATORS_CHAT_ID": "-1001234567890",
+        "WAYPOINT_OPERATOR_HOURS": "always",
+    }
     actions = ActionServer(var / "actions", env).start()
     rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, env=env).start()
     try:
@@ -141,15 +162,19 @@ def main() -> None:
     sets = {lang: convs for lang, convs in load().items() if lang in CODES}
     configs = [args.only] if args.only else ["on", "off"]
     results = {config: run(config, sets, scorer) for config in configs}
-    body = ["Scripted conversations of bench/data/conversations, written from the product's promises by writers",
-            "who saw neither the rules, nor the examples, nor the code; machine-written, not reviewed by native",
-            "speakers. A turn is right when every expectation after it holds (never an empty reply; slots; what",
-            "the reply says and must not say; buttons; its language). `on`: the assistant as it ships",
-            "(actions/dialogue.py reads each turn in the light of the conversation); `off`: the same model and",
-            "actions with every turn read alone by Rasa's rules (`WAYPOINT_DIALOGUE=off`).", "",
-            "| language | conversations | turns | " + " | ".join(
-                f"turns right ({c}) | conversations right ({c})" for c in configs) + " |",
-            "|---|---|---|" + "---|---|" * len(configs)]
+    body = [
+        "Scripted conversations of bench/data/conversations, written from the product's promises by writers",
+        "who saw neither the rules, nor the examples, nor the code; machine-written, not reviewed by native",
+        "speakers. A turn is right when every expectation after it holds (never an empty reply; slots; what",
+        "the reply says and must not say; buttons; its language). `on`: the assistant as it ships",
+        "(actions/dialogue.py reads each turn in the light of the conversation); `off`: the same model and",
+        "actions with every turn read alone by Rasa's rules (`WAYPOINT_DIALOGUE=off`).",
+        "",
+        "| language | conversations | turns | "
+        + " | ".join(f"turns right ({c}) | conversations right ({c})" for c in configs)
+        + " |",
+        "|---|---|---|" + "---|---|" * len(configs),
+    ]
     totals: Dict[str, collections.Counter] = {c: collections.Counter() for c in configs}
     for language in sets:
         first = results[configs[0]][language]

@@ -14,6 +14,7 @@ and the lexicons, then actions/dialogue.py, as the servers run them):
 
     .venv/bin/python -m bench.emergency
 """
+
 from __future__ import annotations
 
 import collections
@@ -38,7 +39,8 @@ def first_turn(result: Dict) -> Any:
     slots = {"language": (result.get("language_id") or {}).get("language"), "audience": "survivor"}
     tracker = Tracker("bench", slots, result, [], False, None, {}, "action_listen")
     default = {"report_emergency": "crisis", "report_self_harm": "crisis", "inform_minor": "minor"}.get(
-        result["intent"]["name"], "answer_topic")
+        result["intent"]["name"], "answer_topic"
+    )
     return decide(tracker, facts(tracker), default)
 
 
@@ -47,18 +49,25 @@ def reading(parser: Parser, text: str) -> Dict:
     intent = result["intent"]["name"]
     decision = first_turn(result)
     kinds = set(decision.data.get("kinds") or [])
-    crisis = decision.handler == "crisis" or bool(decision.handler == "report_for_other" and decision.data.get("danger"))
-    return {"intent": intent, "handler": decision.handler, "any_crisis": crisis,
-            "self_harm": decision.handler == "crisis" and "self_harm" in kinds,
-            "minor": decision.handler == "minor",
-            "reported_child": decision.handler == "report_for_other" and decision.data.get("child"),
-            "reported": decision.handler == "report_for_other",
-            "button": bool(decision.data.get("danger_button") or result.get("possible_emergency")),
-            "signals": lexicons.signals(text)}
+    crisis = decision.handler == "crisis" or bool(
+        decision.handler == "report_for_other" and decision.data.get("danger")
+    )
+    return {
+        "intent": intent,
+        "handler": decision.handler,
+        "any_crisis": crisis,
+        "self_harm": decision.handler == "crisis" and "self_harm" in kinds,
+        "minor": decision.handler == "minor",
+        "reported_child": decision.handler == "report_for_other" and decision.data.get("child"),
+        "reported": decision.handler == "report_for_other",
+        "button": bool(decision.data.get("danger_button") or result.get("possible_emergency")),
+        "signals": lexicons.signals(text),
+    }
 
 
-def crisis_table(parser: Parser, sets: Dict[str, dict], title: str = "## Crises (bench/data/crisis)",
-                 note: str = "") -> List[str]:
+def crisis_table(
+    parser: Parser, sets: Dict[str, dict], title: str = "## Crises (bench/data/crisis)", note: str = ""
+) -> List[str]:
     rows = []
     total: Counter = collections.Counter()
     for lang in CODES:
@@ -116,11 +125,13 @@ def crisis_table(parser: Parser, sets: Dict[str, dict], title: str = "## Crises 
 
 
 def _crisis_row(label: str, s: Counter) -> str:
-    return (f"| {label} | {s['danger']} | **{pct(s['danger_hit'], s['danger'])}** | {s['self_harm']} | "
-            f"**{pct(s['self_harm_hit'], s['self_harm'])}** | {s['minor']} | **{pct(s['minor_hit'], s['minor'])}** | "
-            f"{s['child']} | **{pct(s['child_hit'], s['child'])}** | {s['child_marked_minor']} | {s['other']} | "
-            f"{pct(s['other_hit'], s['other'])} | {s['past']} | {pct(s['past_alarm'], s['past'])} | "
-            f"{s['ordinary']} | **{pct(s['ordinary_alarm'], s['ordinary'])}** | {pct(s['ordinary_minor'], s['ordinary'])} |")
+    return (
+        f"| {label} | {s['danger']} | **{pct(s['danger_hit'], s['danger'])}** | {s['self_harm']} | "
+        f"**{pct(s['self_harm_hit'], s['self_harm'])}** | {s['minor']} | **{pct(s['minor_hit'], s['minor'])}** | "
+        f"{s['child']} | **{pct(s['child_hit'], s['child'])}** | {s['child_marked_minor']} | {s['other']} | "
+        f"{pct(s['other_hit'], s['other'])} | {s['past']} | {pct(s['past_alarm'], s['past'])} | "
+        f"{s['ordinary']} | **{pct(s['ordinary_alarm'], s['ordinary'])}** | {pct(s['ordinary_minor'], s['ordinary'])} |"
+    )
 
 
 def older_table(parser: Parser, sets: Dict[str, dict], topic: bool = False) -> List[str]:
@@ -150,42 +161,76 @@ def older_table(parser: Parser, sets: Dict[str, dict], topic: bool = False) -> L
                 s["lex_fa"] += lexicon
                 s["button"] += r["button"]
         total.update(s)
-        rows.append(f"| {lang} | {s['n']} | **{pct(s['hit'], s['n'])}** | {pct(s['lex'], s['n'])} | {s['o']} | "
-                    f"**{pct(s['fa'], s['o'])}** | {pct(s['lex_fa'], s['o'])} | {s['button']} |")
+        rows.append(
+            f"| {lang} | {s['n']} | **{pct(s['hit'], s['n'])}** | {pct(s['lex'], s['n'])} | {s['o']} | "
+            f"**{pct(s['fa'], s['o'])}** | {pct(s['lex_fa'], s['o'])} | {s['button']} |"
+        )
     t = total
-    rows.append(f"| **all** | {t['n']} | **{pct(t['hit'], t['n'])}** | {pct(t['lex'], t['n'])} | {t['o']} | "
-                f"**{pct(t['fa'], t['o'])}** | {pct(t['lex_fa'], t['o'])} | {t['button']} |")
-    head = ("| language | crises | recall, assistant | recall, lexicons alone | other messages | false alarms, "
-            "assistant | false alarms, lexicons alone | answered with the danger button |")
+    rows.append(
+        f"| **all** | {t['n']} | **{pct(t['hit'], t['n'])}** | {pct(t['lex'], t['n'])} | {t['o']} | "
+        f"**{pct(t['fa'], t['o'])}** | {pct(t['lex_fa'], t['o'])} | {t['button']} |"
+    )
+    head = (
+        "| language | crises | recall, assistant | recall, lexicons alone | other messages | false alarms, "
+        "assistant | false alarms, lexicons alone | answered with the danger button |"
+    )
     return [head, "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def main() -> None:
     parser = Parser(ROOT / "models" / "waypoint.tar.gz")
-    body = ["Every set is held out: never in the training data. The crisis sets' writers saw neither the lexicons",
-            "nor the training examples; the lexicons' own writers saw neither set. Machine-written, not reviewed by",
-            "native speakers. 'The assistant' is the whole NLU pipeline (classifier and crisis override); the",
-            "lexicons run on every message in every language at once.", ""]
-    body += crisis_table(parser, load_sets("crisis"), note=(
-        "Written before the lexicons' second round; that round's writer did not see it, but its misses were "
-        "described to them by category, so it is no longer entirely blind: the next set is."))
-    body += [""] + crisis_table(parser, load_sets("crisis_blind"), title="## Crises, a second blind set "
-                                "(bench/data/crisis_blind)", note=(
-        "Written by a new writer after the lexicons' second round, from a one-page brief only (no lexicon, "
-        "example, rule, other set or code seen). Its misses were then described to the lexicons' third round by "
-        "category (not by sentence), so it is no longer entirely blind either."))
-    body += [""] + crisis_table(parser, load_sets("crisis_final"), title="## Crises, the final blind set "
-                                "(bench/data/crisis_final)", note=(
-        "Written by a third writer, after the lexicons' third round, from the same brief, with scenarios varied "
-        "on purpose (boats, farms, kilns, compounds, marriage, online abuse); nothing was tuned on it. This is the "
-        "fairest figure here."))
-    body += ["", "## The older emergency set (bench/data/emergency)", "",
-             "Danger and self-harm together count for recall (either crisis intent); ordinary questions that mention",
-             "danger in passing for false alarms. A question the classifier is sure of keeps its answer and ends",
-             "with a button to the emergency numbers (last column).", ""]
+    body = [
+        "Every set is held out: never in the training data. The crisis sets' writers saw neither the lexicons",
+        "nor the training examples; the lexicons' own writers saw neither set. Machine-written, not reviewed by",
+        "native speakers. 'The assistant' is the whole NLU pipeline (classifier and crisis override); the",
+        "lexicons run on every message in every language at once.",
+        "",
+    ]
+    body += crisis_table(
+        parser,
+        load_sets("crisis"),
+        note=(
+            "Written before the lexicons' second round; that round's writer did not see it, but its misses were "
+            "described to them by category, so it is no longer entirely blind: the next set is."
+        ),
+    )
+    body += [""] + crisis_table(
+        parser,
+        load_sets("crisis_blind"),
+        title="## Crises, a second blind set (bench/data/crisis_blind)",
+        note=(
+            "Written by a new writer after the lexicons' second round, from a one-page brief only (no lexicon, "
+            "example, rule, other set or code seen). Its misses were then described to the lexicons' third round by "
+            "category (not by sentence), so it is no longer entirely blind either."
+        ),
+    )
+    body += [""] + crisis_table(
+        parser,
+        load_sets("crisis_final"),
+        title="## Crises, the final blind set (bench/data/crisis_final)",
+        note=(
+            "Written by a third writer, after the lexicons' third round, from the same brief, with scenarios varied "
+            "on purpose (boats, farms, kilns, compounds, marriage, online abuse); nothing was tuned on it. This is the "
+            "fairest figure here."
+        ),
+    )
+    body += [
+        "",
+        "## The older emergency set (bench/data/emergency)",
+        "",
+        "Danger and self-harm together count for recall (either crisis intent); ordinary questions that mention",
+        "danger in passing for false alarms. A question the classifier is sure of keeps its answer and ends",
+        "with a button to the emergency numbers (last column).",
+        "",
+    ]
     body += older_table(parser, load_sets("emergency"))
-    body += ["", "## The topic held-out sets (tests/nlu, tests/nlu_blind)", "",
-             "Their report_emergency and report_self_harm messages count for recall, all others for false alarms.", ""]
+    body += [
+        "",
+        "## The topic held-out sets (tests/nlu, tests/nlu_blind)",
+        "",
+        "Their report_emergency and report_self_harm messages count for recall, all others for false alarms.",
+        "",
+    ]
     body += older_table(parser, {}, topic=True)
     write_report("emergency", "Crises: recall and false alarms", ".venv/bin/python -m bench.emergency", body)
 

@@ -20,6 +20,7 @@ returns is answered normally, nothing is lost.
 
     .venv/bin/python -m bench.faults
 """
+
 from __future__ import annotations
 
 import os
@@ -68,9 +69,12 @@ class Run:
         body = "\n".join(m.get("text") or "" for m in messages)
         self.sent += 1
         self.unanswered += not body.strip()
-        return {"seconds": seconds, "answered": bool(body.strip()),
-                "number": any(n in body for n in self.numbers),
-                "degraded": any(d and d in body for d in self.degraded)}
+        return {
+            "seconds": seconds,
+            "answered": bool(body.strip()),
+            "number": any(n in body for n in self.numbers),
+            "degraded": any(d and d in body for d in self.degraded),
+        }
 
     def round(self, label: str) -> Dict[str, List[Dict[str, Any]]]:
         out: Dict[str, List[Dict[str, Any]]] = {"emergency": [], "ordinary": []}
@@ -105,9 +109,11 @@ class Run:
 
 def row(label: str, results: Dict[str, List[Dict[str, Any]]]) -> str:
     e, o = results["emergency"], results["ordinary"]
-    return (f"| {label} | {max(r['seconds'] for r in e):.1f} s | {statistics.median(r['seconds'] for r in e):.2f} s | "
-            f"{sum(r['number'] for r in e)}/{len(e)} | {max(r['seconds'] for r in o):.1f} s | "
-            f"{sum(r['answered'] for r in o)}/{len(o)} | {sum(r['degraded'] for r in e + o)} |")
+    return (
+        f"| {label} | {max(r['seconds'] for r in e):.1f} s | {statistics.median(r['seconds'] for r in e):.2f} s | "
+        f"{sum(r['number'] for r in e)}/{len(e)} | {max(r['seconds'] for r in o):.1f} s | "
+        f"{sum(r['answered'] for r in o)}/{len(o)} | {sum(r['degraded'] for r in e + o)} |"
+    )
 
 
 def main() -> None:

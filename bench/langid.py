@@ -5,6 +5,7 @@ message was written in.
 
     .venv/bin/python -m bench.langid
 """
+
 from __future__ import annotations
 
 import collections
@@ -58,10 +59,14 @@ def main() -> None:
             if ours != lang:
                 misses.append(f"| {lang} | {ours} | {len(words(text, lang))} |")
         totals.update(stats)
-        rows.append(f"| {lang} | {stats['n']} | {pct(stats['ours'], stats['n'])} | {pct(stats['theirs'], stats['n'])} | "
-                    f"{stats['short']} | {pct(stats['ours_short'], stats['short'])} | {pct(stats['theirs_short'], stats['short'])} |")
-    rows.append(f"| **all** | {totals['n']} | **{pct(totals['ours'], totals['n'])}** | {pct(totals['theirs'], totals['n'])} | "
-                f"{totals['short']} | **{pct(totals['ours_short'], totals['short'])}** | {pct(totals['theirs_short'], totals['short'])} |")
+        rows.append(
+            f"| {lang} | {stats['n']} | {pct(stats['ours'], stats['n'])} | {pct(stats['theirs'], stats['n'])} | "
+            f"{stats['short']} | {pct(stats['ours_short'], stats['short'])} | {pct(stats['theirs_short'], stats['short'])} |"
+        )
+    rows.append(
+        f"| **all** | {totals['n']} | **{pct(totals['ours'], totals['n'])}** | {pct(totals['theirs'], totals['n'])} | "
+        f"{totals['short']} | **{pct(totals['ours_short'], totals['short'])}** | {pct(totals['theirs_short'], totals['short'])} |"
+    )
     body = [
         "Held-out messages written for this benchmark (bench/data/langid; none are training data), "
         "identified without any hint and without the conversation's language, the hardest case: in a "
@@ -80,10 +85,19 @@ def main() -> None:
         other = sum(v for (t, p), v in confusion.items() if t == lang and p not in ("id", "ms"))
         body.append(f"| {lang} | {confusion[(lang, 'id')]} | {confusion[(lang, 'ms')]} | {other} |")
     n = max(totals["n"], 1)
-    body += ["", f"Time per message: Waypoint {1000 * timings['waypoint'] / n:.2f} ms, "
-             f"langdetect {1000 * timings['langdetect'] / n:.2f} ms (same run, same machine).",
-             "", "Misidentified (true language, predicted, words; text not reproduced):", "",
-             "| true | predicted | words |", "|---|---|---|", *misses, "", *topic_sets(scorer)]
+    body += [
+        "",
+        f"Time per message: Waypoint {1000 * timings['waypoint'] / n:.2f} ms, "
+        f"langdetect {1000 * timings['langdetect'] / n:.2f} ms (same run, same machine).",
+        "",
+        "Misidentified (true language, predicted, words; text not reproduced):",
+        "",
+        "| true | predicted | words |",
+        "|---|---|---|",
+        *misses,
+        "",
+        *topic_sets(scorer),
+    ]
     write_report("langid", "Language identification", ".venv/bin/python -m bench.langid", body)
 
 
@@ -102,12 +116,17 @@ def topic_sets(scorer: LanguageScorer) -> list:
         to_zawgyi = icu.Transliterator.createInstance("my-Zawgyi")
         texts = [to_zawgyi.transliterate(t) for t, _ in held_out(ROOT / "tests" / "nlu" / f"{burmese[0]}.yml")]
         rows.append(_row("tests/nlu in Zawgyi", burmese[0], scorer, texts))
-    return ["## On the topic held-out sets", "",
-            "The messages of tests/nlu and tests/nlu_blind (never training data), by the language they were written in,",
-            "without any hint. 'In Zawgyi': the Burmese messages converted to the legacy Zawgyi encoding (ICU's",
-            "my-Zawgyi transliterator), as many Burmese phones still send them.", "",
-            "| set | language | messages | Waypoint | of them 1-3 words | Waypoint, 1-3 words |",
-            "|---|---|---|---|---|---|", *rows]
+    return [
+        "## On the topic held-out sets",
+        "",
+        "The messages of tests/nlu and tests/nlu_blind (never training data), by the language they were written in,",
+        "without any hint. 'In Zawgyi': the Burmese messages converted to the legacy Zawgyi encoding (ICU's",
+        "my-Zawgyi transliterator), as many Burmese phones still send them.",
+        "",
+        "| set | language | messages | Waypoint | of them 1-3 words | Waypoint, 1-3 words |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _row(label: str, lang: str, scorer: LanguageScorer, texts: list) -> str:
@@ -116,8 +135,10 @@ def _row(label: str, lang: str, scorer: LanguageScorer, texts: list) -> str:
         short = len(words(text, lang)) <= 3
         right = scorer.identify(text).language == lang
         stats.update(n=1, right=right, short=short, short_right=short and right)
-    return (f"| {label} | {lang} | {stats['n']} | {pct(stats['right'], stats['n'])} | "
-            f"{stats['short']} | {pct(stats['short_right'], stats['short'])} |")
+    return (
+        f"| {label} | {lang} | {stats['n']} | {pct(stats['right'], stats['n'])} | "
+        f"{stats['short']} | {pct(stats['short_right'], stats['short'])} |"
+    )
 
 
 if __name__ == "__main__":

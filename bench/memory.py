@@ -17,6 +17,7 @@ at once without pause: answered, latency, the cgroup's peak and OOM kills.
 
     .venv/bin/python -m bench.memory
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ from tests.servers import ActionServer, RasaServer, recognised_questions
 
 STOCK = ROOT / "bench" / "out" / "stock-full.tar.gz"
 LOAD_MESSAGES = 240
-CGROUP_LIMIT = 1024 ** 3
+CGROUP_LIMIT = 1024**3
 
 
 def status(pid: int) -> Tuple[float, float]:
@@ -48,8 +49,11 @@ def status(pid: int) -> Tuple[float, float]:
 
 
 def tensorflow_libraries(pid: int) -> int:
-    paths = {line.split()[-1] for line in pathlib.Path(f"/proc/{pid}/maps").read_text().splitlines()
-             if "tensorflow" in line and "/" in line}
+    paths = {
+        line.split()[-1]
+        for line in pathlib.Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if "tensorflow" in line and "/" in line
+    }
     return len(paths)
 
 
@@ -87,8 +91,11 @@ async def load(url: str, messages: List[str], users: int) -> Tuple[List[float], 
         while queue:
             text = queue.pop()
             started = time.monotonic()
-            async with session.post(url + "/webhooks/rest/webhook", json={"sender": sender, "message": text},
-                                    timeout=aiohttp.ClientTimeout(total=60)) as response:
+            async with session.post(
+                url + "/webhooks/rest/webhook",
+                json={"sender": sender, "message": text},
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as response:
                 body = await response.json(content_type=None)
             latencies.append(time.monotonic() - started)
             answered += bool(body)
@@ -131,7 +138,7 @@ class Cgroup:
     def peak_mb(self) -> float:
         name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
         path = self.path / name
-        return int(path.read_text()) / 1024 ** 2 if path.exists() else float("nan")
+        return int(path.read_text()) / 1024**2 if path.exists() else float("nan")
 
     def oom_kills(self) -> int:
         if self.v2:
@@ -154,15 +161,28 @@ class Cgroup:
             pass
 
 
-def measure(label: str, env: Dict[str, str], model: pathlib.Path = ROOT / "models" / "waypoint.tar.gz",
-            stock: bool = False) -> Dict:
+def measure(
+    label: str, env: Dict[str, str], model: pathlib.Path = ROOT / "models" / "waypoint.tar.gz", stock: bool = False
+) -> Dict:
     var = pathlib.Path(tempfile.mkdtemp(prefix="memory-"))
     actions = ActionServer(var / "actions", env).start()
     rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, model=model, env=env)
     if stock:
-        rasa.command = lambda: [".venv/bin/rasa", "run", "--model", str(model), "--interface", "127.0.0.1",  # type: ignore[method-assign]
-                                "--port", str(rasa.port), "--endpoints", str(ROOT / "endpoints.yml"),
-                                "--enable-api", "--auth-token", rasa.token]
+        rasa.command = lambda: [
+            ".venv/bin/rasa",
+            "run",
+            "--model",
+            str(model),
+            "--interface",
+            "127.0.0.1",  # type: ignore[method-assign]
+            "--port",
+            str(rasa.port),
+            "--endpoints",
+            str(ROOT / "endpoints.yml"),
+            "--enable-api",
+            "--auth-token",
+            rasa.token,
+        ]
     started = time.monotonic()
     rasa.start()
     startup = time.monotonic() - started
@@ -170,9 +190,16 @@ def measure(label: str, env: Dict[str, str], model: pathlib.Path = ROOT / "model
         at_start = {"rasa": status(rasa.pid), "actions": status(actions.pid)}
         latencies, answered = asyncio.run(load(rasa.url, questions(rasa), users=4))
         after = {"rasa": status(rasa.pid), "actions": status(actions.pid)}
-        return {"label": label, "startup": startup, "start": at_start, "after": after,
-                "tf": tensorflow_libraries(rasa.pid), "smaps": smaps_breakdown(rasa.pid), "answered": answered,
-                "sent": len(latencies)}
+        return {
+            "label": label,
+            "startup": startup,
+            "start": at_start,
+            "after": after,
+            "tf": tensorflow_libraries(rasa.pid),
+            "smaps": smaps_breakdown(rasa.pid),
+            "answered": answered,
+            "sent": len(latencies),
+        }
     finally:
         rasa.stop()
         actions.stop()
@@ -194,10 +221,17 @@ def one_gigabyte(env: Dict[str, str]) -> Dict:
             texts = questions(rasa) + questions(rasa)
             latencies, answered = asyncio.run(load(rasa.url, texts, users=10))
             ordered = sorted(latencies)
-            return {"sent": len(latencies), "answered": answered,
-                    "p50": 1000 * statistics.median(ordered), "p95": 1000 * ordered[int(0.95 * len(ordered)) - 1],
-                    "peak": group.peak_mb(), "oom": group.oom_kills(), "members": group.members(),
-                    "rasa": status(rasa.pid), "actions": status(actions.pid)}
+            return {
+                "sent": len(latencies),
+                "answered": answered,
+                "p50": 1000 * statistics.median(ordered),
+                "p95": 1000 * ordered[int(0.95 * len(ordered)) - 1],
+                "peak": group.peak_mb(),
+                "oom": group.oom_kills(),
+                "members": group.members(),
+                "rasa": status(rasa.pid),
+                "actions": status(actions.pid),
+            }
         finally:
             rasa.stop()
             actions.stop()
@@ -209,14 +243,17 @@ def main() -> None:
     base = {"WAYPOINT_LEAN": "1"}
     runs = [measure("waypoint", base), measure("waypoint, lean off", {"WAYPOINT_LEAN": "0"})]
     if STOCK.exists():
-        runs.append(measure("stock Rasa", {"WAYPOINT_LEAN": "0", "WAYPOINT_RASA_SPEEDUPS": "0"}, model=STOCK,
-                            stock=True))
+        runs.append(
+            measure("stock Rasa", {"WAYPOINT_LEAN": "0", "WAYPOINT_RASA_SPEEDUPS": "0"}, model=STOCK, stock=True)
+        )
     rows = []
     for r in runs:
-        rows.append(f"| {r['label']} | {r['start']['rasa'][0]:.0f} | **{r['after']['rasa'][0]:.0f}** | "
-                    f"{r['after']['rasa'][1]:.0f} | {r['start']['actions'][0]:.0f} | {r['after']['actions'][0]:.0f} | "
-                    f"**{r['after']['rasa'][0] + r['after']['actions'][0]:.0f}** | {r['tf']} | {r['startup']:.1f} s | "
-                    f"{r['answered']}/{r['sent']} |")
+        rows.append(
+            f"| {r['label']} | {r['start']['rasa'][0]:.0f} | **{r['after']['rasa'][0]:.0f}** | "
+            f"{r['after']['rasa'][1]:.0f} | {r['start']['actions'][0]:.0f} | {r['after']['actions'][0]:.0f} | "
+            f"**{r['after']['rasa'][0] + r['after']['actions'][0]:.0f}** | {r['tf']} | {r['startup']:.1f} s | "
+            f"{r['answered']}/{r['sent']} |"
+        )
     shipped = runs[0]
     body = [
         f"Resident memory in MB (VmRSS; peak VmHWM), once ready and after {LOAD_MESSAGES} recognised questions in every",
@@ -227,7 +264,9 @@ def main() -> None:
         " both after load | TensorFlow libraries mapped | start-up | answered |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
-        "" if STOCK.exists() else "(stock Rasa's model is not trained here: `python -m bench.serving --retrain-stock`.)",
+        ""
+        if STOCK.exists()
+        else "(stock Rasa's model is not trained here: `python -m bench.serving --retrain-stock`.)",
         "",
         "## Where the Rasa server's memory goes (as shipped, after load)",
         "",
@@ -237,21 +276,27 @@ def main() -> None:
     ]
     try:
         gb = one_gigabyte(base)
-        body += ["", "## A 1 GB machine", "",
-                 "Both processes in one memory cgroup limited to 1 GiB (deploy/README.md has the settings), ten users",
-                 "at once without pause:", "",
-                 "| messages | answered | p50 | p95 | cgroup peak | OOM kills | processes in the cgroup | Rasa after | "
-                 "action server after |",
-                 "|---|---|---|---|---|---|---|---|---|",
-                 f"| {gb['sent']} | {gb['answered']} | {gb['p50']:.0f} ms | {gb['p95']:.0f} ms | {gb['peak']:.0f} MB | "
-                 f"{gb['oom']} | {gb['members']} | {gb['rasa'][0]:.0f} MB | {gb['actions'][0]:.0f} MB |",
-                 "",
-                 "The cgroup's peak counts everything the two servers (and their worker processes) ever held,",
-                 "page cache of the files they read included; VmRSS is each process now."]
+        body += [
+            "",
+            "## A 1 GB machine",
+            "",
+            "Both processes in one memory cgroup limited to 1 GiB (deploy/README.md has the settings), ten users",
+            "at once without pause:",
+            "",
+            "| messages | answered | p50 | p95 | cgroup peak | OOM kills | processes in the cgroup | Rasa after | "
+            "action server after |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {gb['sent']} | {gb['answered']} | {gb['p50']:.0f} ms | {gb['p95']:.0f} ms | {gb['peak']:.0f} MB | "
+            f"{gb['oom']} | {gb['members']} | {gb['rasa'][0]:.0f} MB | {gb['actions'][0]:.0f} MB |",
+            "",
+            "The cgroup's peak counts everything the two servers (and their worker processes) ever held,",
+            "page cache of the files they read included; VmRSS is each process now.",
+        ]
     except (OSError, PermissionError) as error:
         body += ["", f"## A 1 GB machine: not measured here (a memory cgroup needs root: {type(error).__name__})"]
-    write_report("memory", "Memory of the serving processes, and a 1 GB machine", ".venv/bin/python -m bench.memory",
-                 body)
+    write_report(
+        "memory", "Memory of the serving processes, and a 1 GB machine", ".venv/bin/python -m bench.memory", body
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the topic descriptions), side by side in the same run with the stock
 
     .venv/bin/python -m bench.nlu            # trains the stock model if missing
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,10 +29,25 @@ STOCK_FULL = STOCK_DIR / "stock-full.tar.gz"
 def train_stock() -> float:
     STOCK_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "rasa"), "train", "nlu", "--config", "bench/stock_config.yml",
-                    "--nlu", "data/nlu", "--out", str(STOCK_DIR), "--fixed-model-name", "stock"],
-                   cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "rasa"),
+            "train",
+            "nlu",
+            "--config",
+            "bench/stock_config.yml",
+            "--nlu",
+            "data/nlu",
+            "--out",
+            str(STOCK_DIR),
+            "--fixed-model-name",
+            "stock",
+        ],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
@@ -63,14 +79,26 @@ def evaluate(parser: Parser, pairs):
 
 
 # The nine topics added with the second set of guides (issue: at least 85% in each language).
-NEW_TOPICS = ("ident.forced_marriage", "protect.scam_compound_exit", "protect.embassy", "protect.detention_deportation",
-              "protect.domestic_workers", "protect.fishers", "protect.sexual_violence_care", "help.self_harm",
-              "help.threats_to_family")
+NEW_TOPICS = (
+    "ident.forced_marriage",
+    "protect.scam_compound_exit",
+    "protect.embassy",
+    "protect.detention_deportation",
+    "protect.domestic_workers",
+    "protect.fishers",
+    "protect.sexual_violence_care",
+    "help.self_harm",
+    "help.threats_to_family",
+)
 
 
 def held_out_sets(lang: str, folders=("nlu", "nlu_blind")):
-    return [pair for folder in folders if (ROOT / "tests" / folder / f"{lang}.yml").exists()
-            for pair in held_out(ROOT / "tests" / folder / f"{lang}.yml")]
+    return [
+        pair
+        for folder in folders
+        if (ROOT / "tests" / folder / f"{lang}.yml").exists()
+        for pair in held_out(ROOT / "tests" / folder / f"{lang}.yml")
+    ]
 
 
 def new_topics_table(ours: Parser):
@@ -112,8 +140,10 @@ def zawgyi_table(ours: Parser):
             topics += 1
             ranking = [r for r in result.get("intent_ranking") or [] if r.get("name") != "nlu_fallback"]
             topic_right += bool(ranking) and ranking[0]["name"] == intent
-    return [f"| {len(pairs)} | {len(changed)} | {pct(detected, len(changed))} | **{pct(language, len(changed))}** | "
-            f"{topics} | **{pct(topic_right, topics)}** |"]
+    return [
+        f"| {len(pairs)} | {len(changed)} | {pct(detected, len(changed))} | **{pct(language, len(changed))}** | "
+        f"{topics} | **{pct(topic_right, topics)}** |"
+    ]
 
 
 def table(ours: Parser, stock: Parser, without_stock: bool, folder: str):
@@ -128,11 +158,15 @@ def table(ours: Parser, stock: Parser, without_stock: bool, folder: str):
         total["ours"].update(o)
         total["stock"].update(s)
         all_confusions.update(conf)
-        rows.append(f"| {lang} | {o['n_topic']} | **{pct(o['top_topic'], o['n_topic'])}** | {pct(s['top_topic'], s['n_topic'])} | "
-                    f"{pct(o['final_topic'], o['n_topic'])} | {pct(o['top_core'], o['n_core'])} | {pct(s['top_core'], s['n_core'])} |")
+        rows.append(
+            f"| {lang} | {o['n_topic']} | **{pct(o['top_topic'], o['n_topic'])}** | {pct(s['top_topic'], s['n_topic'])} | "
+            f"{pct(o['final_topic'], o['n_topic'])} | {pct(o['top_core'], o['n_core'])} | {pct(s['top_core'], s['n_core'])} |"
+        )
     o, s = total["ours"], total["stock"]
-    rows.append(f"| **all** | {o['n_topic']} | **{pct(o['top_topic'], o['n_topic'])}** | {pct(s['top_topic'], s['n_topic'])} | "
-                f"{pct(o['final_topic'], o['n_topic'])} | {pct(o['top_core'], o['n_core'])} | {pct(s['top_core'], s['n_core'])} |")
+    rows.append(
+        f"| **all** | {o['n_topic']} | **{pct(o['top_topic'], o['n_topic'])}** | {pct(s['top_topic'], s['n_topic'])} | "
+        f"{pct(o['final_topic'], o['n_topic'])} | {pct(o['top_core'], o['n_core'])} | {pct(s['top_core'], s['n_core'])} |"
+    )
     return rows, all_confusions
 
 
@@ -147,18 +181,24 @@ def main() -> None:
     rows, all_confusions = table(ours, stock, without_stock, "nlu")
     blind_rows, blind_confusions = table(ours, stock, without_stock, "nlu_blind")
     all_confusions.update(blind_confusions)
-    stock_note = ("Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), trained on the same data/nlu"
-                  + (f" in this run ({stock_time:.0f} s)." if stock_time else
-                     f" ({stock_model.relative_to(ROOT)}, trained earlier from the same data; `--retrain` to retrain)."))
+    stock_note = "Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), trained on the same data/nlu" + (
+        f" in this run ({stock_time:.0f} s)."
+        if stock_time
+        else f" ({stock_model.relative_to(ROOT)}, trained earlier from the same data; `--retrain` to retrain)."
+    )
     if not without_stock and not stock_time and stale(stock_model):
-        stock_note = (f"Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), {stock_model.relative_to(ROOT)}, "
-                      f"trained on {stamp(stock_model)}, BEFORE the latest change to data/nlu ({stamp(newest_data())}): "
-                      "it saw less training data than Waypoint's model, so the comparison favours Waypoint "
-                      "(`--retrain` retrains it: over an hour on these 2 cores).")
+        stock_note = (
+            f"Stock pipeline: bench/stock_config.yml (as `rasa init` writes it), {stock_model.relative_to(ROOT)}, "
+            f"trained on {stamp(stock_model)}, BEFORE the latest change to data/nlu ({stamp(newest_data())}): "
+            "it saw less training data than Waypoint's model, so the comparison favours Waypoint "
+            "(`--retrain` retrains it: over an hour on these 2 cores)."
+        )
     if without_stock:
-        stock_note = ("Stock columns empty: run without `--without-stock` to train and compare the stock pipeline "
-                      "(bench/stock_config.yml; DIET with its transformer takes over an hour on these 2 cores "
-                      "with this data, against about a minute for Waypoint's pipeline).")
+        stock_note = (
+            "Stock columns empty: run without `--without-stock` to train and compare the stock pipeline "
+            "(bench/stock_config.yml; DIET with its transformer takes over an hour on these 2 cores "
+            "with this data, against about a minute for Waypoint's pipeline)."
+        )
     body = [
         "Held-out messages (tests/nlu/<lang>.yml; written separately from the training data, never in data/).",
         "Top-1: the classifier's best intent. 'Answered' also counts the fallback: a message under the",

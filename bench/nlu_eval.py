@@ -1,5 +1,6 @@
 """Parsing held-out messages with a trained model (shared by the NLU and
 emergency benchmarks)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Runs every benchmark in turn (`make bench`); each writes its own report
 under bench/reports/ with the command that reproduces it."""
+
 import subprocess
 import sys
 

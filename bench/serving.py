@@ -15,6 +15,7 @@ the Waypoint server is profiled during the 10-user run. Wall-clock numbers
 depend on the machine and on whatever else runs on it: compare the ratios,
 measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,7 @@ LEVELS = (1, 10, 50)
 
 # -- small helpers ------------------------------------------------------------
 
+
 def pct(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of seconds, in milliseconds."""
     if not values:
@@ -85,13 +87,29 @@ def pyspy() -> Optional[str]:
 def train(out: pathlib.Path, name: str, config: str) -> float:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "rasa"), "train", "--config", config, "--out", str(out),
-                    "--fixed-model-name", name, "--force"], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "rasa"),
+            "train",
+            "--config",
+            config,
+            "--out",
+            str(out),
+            "--fixed-model-name",
+            name,
+            "--force",
+        ],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
 # -- the client ---------------------------------------------------------------
+
 
 class Client:
     """REST channel client (aiohttp), one connection pool per server."""
@@ -135,8 +153,9 @@ async def closed_loop(urls: List[str], users: int, per_user: int, scripts: List[
     return {"latencies": latencies, "wall": wall, "failed": failed}
 
 
-async def one_conversation(url: str, sender: str, messages: List[str], control: Optional[str] = None,
-                           control_from: int = 0) -> Tuple[List[float], List[float]]:
+async def one_conversation(
+    url: str, sender: str, messages: List[str], control: Optional[str] = None, control_from: int = 0
+) -> Tuple[List[float], List[float]]:
     """Turn latencies of one long conversation; from turn `control_from` on, each
     turn is followed by a turn of a fresh conversation `control` (same moment,
     same load: the drift-free baseline)."""
@@ -157,6 +176,7 @@ async def one_conversation(url: str, sender: str, messages: List[str], control: 
 
 # -- the tracker store alone -----------------------------------------------------
 
+
 def store_turns(services: Optional[Services], turns: int) -> List[str]:
     """One turn's tracker load and save, in this process (no server): Rasa's
     SQLTrackerStore against Waypoint's, at the start of a conversation and
@@ -167,8 +187,12 @@ def store_turns(services: Optional[Services], turns: int) -> List[str]:
 
     domain = Domain.load(str(ROOT / "domain.yml"))
     folder = pathlib.Path(tempfile.mkdtemp(prefix="waypoint-store-"))
-    variants = [("Rasa's SQLTrackerStore, SQLite", "rasa", "sqlite"), ("Rasa's SQLTrackerStore, PostgreSQL", "rasa", "pg"),
-                ("Waypoint's store, SQLite", "waypoint", "sqlite"), ("Waypoint's store, PostgreSQL", "waypoint", "pg")]
+    variants = [
+        ("Rasa's SQLTrackerStore, SQLite", "rasa", "sqlite"),
+        ("Rasa's SQLTrackerStore, PostgreSQL", "rasa", "pg"),
+        ("Waypoint's store, SQLite", "waypoint", "sqlite"),
+        ("Waypoint's store, PostgreSQL", "waypoint", "pg"),
+    ]
     rows = []
     for label, kind, db in variants:
         if db == "pg" and not services:
@@ -177,8 +201,14 @@ def store_turns(services: Optional[Services], turns: int) -> List[str]:
             settings = {"dialect": "sqlite", "db": str(folder / f"{kind}.db")}
         else:
             e = services.env
-            settings = {"dialect": "postgresql", "host": e["WAYPOINT_PG_HOST"], "port": e["WAYPOINT_PG_PORT"],
-                        "db": e["WAYPOINT_PG_DB"], "username": e["WAYPOINT_PG_USER"], "password": e["WAYPOINT_PG_PASSWORD"]}
+            settings = {
+                "dialect": "postgresql",
+                "host": e["WAYPOINT_PG_HOST"],
+                "port": e["WAYPOINT_PG_PORT"],
+                "db": e["WAYPOINT_PG_DB"],
+                "username": e["WAYPOINT_PG_USER"],
+                "password": e["WAYPOINT_PG_PASSWORD"],
+            }
         if kind == "rasa":
             from rasa.core.tracker_store import SQLTrackerStore as cls
         else:
@@ -195,22 +225,30 @@ def store_turns(services: Optional[Services], turns: int) -> List[str]:
             for n in range(turns):
                 started = time.perf_counter()
                 tracker = await store.retrieve(sender)
-                for event in (UserUttered(f"message {n}", {"name": "greet", "confidence": 1.0}),
-                              SlotSet("language", "en"), ActionExecuted("action_answer_topic"), BotUttered("an answer"),
-                              SlotSet("topic", "protect.documents"), ActionExecuted("action_listen")):
+                for event in (
+                    UserUttered(f"message {n}", {"name": "greet", "confidence": 1.0}),
+                    SlotSet("language", "en"),
+                    ActionExecuted("action_answer_topic"),
+                    BotUttered("an answer"),
+                    SlotSet("topic", "protect.documents"),
+                    ActionExecuted("action_listen"),
+                ):
                     tracker.update(event, domain)
                 await store.save(tracker)
                 seconds.append(time.perf_counter() - started)
             return seconds
 
         seconds = asyncio.run(run())
-        rows.append(f"| {label} | {median_ms(seconds[:20]):.1f} | {median_ms(seconds[-20:]):.1f} | "
-                    f"{pct(seconds[-20:], 95):.1f} | **{statistics.median(seconds[-20:]) / statistics.median(seconds[:20]):.1f}** |")
+        rows.append(
+            f"| {label} | {median_ms(seconds[:20]):.1f} | {median_ms(seconds[-20:]):.1f} | "
+            f"{pct(seconds[-20:], 95):.1f} | **{statistics.median(seconds[-20:]) / statistics.median(seconds[:20]):.1f}** |"
+        )
     shutil.rmtree(folder, ignore_errors=True)
     return rows
 
 
 # -- the run ------------------------------------------------------------------
+
 
 class Run:
     def __init__(self, args):
@@ -241,33 +279,45 @@ class Run:
         stock_endpoints.write_text(STOCK_ENDPOINTS)
         stock_credentials = self.var / "credentials.stock.yml"
         stock_credentials.write_text("rest:\n")
-        plan = [("waypoint", ROOT / "endpoints.yml", OURS, ROOT / "credentials.yml"),
-                ("stock", stock_endpoints, STOCK, stock_credentials),
-                ("waypoint-whole", whole, OURS, ROOT / "credentials.yml"),
-                ("waypoint-nofix", ROOT / "endpoints.yml", OURS, ROOT / "credentials.yml")]
+        plan = [
+            ("waypoint", ROOT / "endpoints.yml", OURS, ROOT / "credentials.yml"),
+            ("stock", stock_endpoints, STOCK, stock_credentials),
+            ("waypoint-whole", whole, OURS, ROOT / "credentials.yml"),
+            ("waypoint-nofix", ROOT / "endpoints.yml", OURS, ROOT / "credentials.yml"),
+        ]
         if self.args.without_stock:
             plan = [entry for entry in plan if entry[0] != "stock"]
             self.notes.append("Stock Rasa left out of this run (--without-stock): no comparison.")
         if self.services:
             scale = ROOT / "deploy" / "endpoints.scale.yml"
-            plan[1:1] = [("waypoint-pg", scale, OURS, ROOT / "credentials.yml"),
-                         ("waypoint-pg-2", scale, OURS, ROOT / "credentials.yml")]
+            plan[1:1] = [
+                ("waypoint-pg", scale, OURS, ROOT / "credentials.yml"),
+                ("waypoint-pg-2", scale, OURS, ROOT / "credentials.yml"),
+            ]
         for name, endpoints, model, credentials in plan:  # one at a time: start-up is measured alone
             extra = {"WAYPOINT_RASA_SPEEDUPS": "0"} if name == "waypoint-nofix" else {}
             # The embedded-defaults servers run as `make run` does: no Redis settings
             # (with them, the hand-off relay and Telegram share state through Redis).
-            own = env if endpoints == ROOT / "deploy" / "endpoints.scale.yml" else \
-                {k: v for k, v in env.items() if not k.startswith("WAYPOINT_REDIS_")}
-            self.servers[name] = RasaServer(self.var / name, endpoints, self.actions, model=model,
-                                            credentials=credentials, env={**own, **extra}).start()
+            own = (
+                env
+                if endpoints == ROOT / "deploy" / "endpoints.scale.yml"
+                else {k: v for k, v in env.items() if not k.startswith("WAYPOINT_REDIS_")}
+            )
+            self.servers[name] = RasaServer(
+                self.var / name, endpoints, self.actions, model=model, credentials=credentials, env={**own, **extra}
+            ).start()
             self.first_messages[name] = asyncio.run(self.first_message_per_language(self.servers[name].url))
         if "waypoint-pg-2" in self.servers:
             try:  # deploy/nginx.conf in front of the two PostgreSQL servers
-                self.balancer = Balancer(self.var / "nginx", [self.servers[n].port for n in ("waypoint-pg", "waypoint-pg-2")],
-                                         [self.actions.port]).start()
+                self.balancer = Balancer(
+                    self.var / "nginx",
+                    [self.servers[n].port for n in ("waypoint-pg", "waypoint-pg-2")],
+                    [self.actions.port],
+                ).start()
             except Exception as error:  # noqa: BLE001 - then the client alternates between them itself
-                self.notes.append(f"nginx not started ({type(error).__name__}): the client alternated between the "
-                                  "two servers itself.")
+                self.notes.append(
+                    f"nginx not started ({type(error).__name__}): the client alternated between the two servers itself."
+                )
 
     FIRST_INTENT = "ask_protect_documents"  # "my boss took my passport", as each language's data asks it
 
@@ -292,8 +342,11 @@ class Run:
     def group(self, name: str) -> List[RasaServer]:
         """The servers a name stands for: one, or both PostgreSQL servers."""
         if name == "waypoint-2x":
-            return [self.servers[n] for n in ("waypoint-pg", "waypoint-pg-2") if n in self.servers][:2] \
-                if "waypoint-pg-2" in self.servers else []
+            return (
+                [self.servers[n] for n in ("waypoint-pg", "waypoint-pg-2") if n in self.servers][:2]
+                if "waypoint-pg-2" in self.servers
+                else []
+            )
         return [self.servers[name]] if name in self.servers else []
 
     def stop(self) -> None:
@@ -311,15 +364,22 @@ class Run:
     def scripts(self) -> List[List[str]]:
         questions = recognised_questions(self.servers["waypoint"], self.content, LANGUAGES, per_language=10)
         self.questions = questions
-        return [[sample(lang, "greet") or lang] + [text for text, _ in questions[lang][:3]] +
-                [sample(lang, "thank") or lang] + [questions[lang][3][0]]
-                for lang in LANGUAGES if len(questions[lang]) >= 4]
+        return [
+            [sample(lang, "greet") or lang]
+            + [text for text, _ in questions[lang][:3]]
+            + [sample(lang, "thank") or lang]
+            + [questions[lang][3][0]]
+            for lang in LANGUAGES
+            if len(questions[lang]) >= 4
+        ]
 
     def throughput(self, scripts: List[List[str]]) -> Tuple[List[str], Dict]:
         total = 30 if self.args.quick else 150
         rounds = 1 if self.args.quick else 2
         names = [n for n in ("waypoint", "waypoint-pg", "waypoint-2x", "waypoint-nofix", "stock") if self.group(n)]
-        results: Dict[Tuple[str, int], Dict] = collections.defaultdict(lambda: {"latencies": [], "wall": 0.0, "failed": 0})
+        results: Dict[Tuple[str, int], Dict] = collections.defaultdict(
+            lambda: {"latencies": [], "wall": 0.0, "failed": 0}
+        )
         for name in names:  # warm-up: every language on every server (see first_messages)
             asyncio.run(closed_loop(self.urls(name), len(scripts), len(scripts[0]), scripts, f"warm-{name}"))
         profile = None
@@ -332,8 +392,9 @@ class Run:
                     per_user = max(len(scripts[0]), total // level)
                     if name == "waypoint" and level == 10 and r == 0:
                         profile = self.start_profile(self.servers[name])
-                    outcome = asyncio.run(closed_loop(self.urls(name), level, per_user, scripts,
-                                                      f"tp{r}-{name}-{level}"))
+                    outcome = asyncio.run(
+                        closed_loop(self.urls(name), level, per_user, scripts, f"tp{r}-{name}-{level}")
+                    )
                     if profile:
                         self.stop_profile(profile)
                         profile = None
@@ -341,9 +402,13 @@ class Run:
                     slot["latencies"] += outcome["latencies"]
                     slot["wall"] += outcome["wall"]
                     slot["failed"] += outcome["failed"]
-        label = {"waypoint": "Waypoint (SQLite)", "waypoint-pg": "Waypoint (PostgreSQL + Redis)",
-                 "waypoint-2x": "Waypoint, 2 servers behind nginx (PostgreSQL + Redis)",
-                 "waypoint-nofix": "Waypoint (SQLite) without channels/rasa_speedups.py", "stock": "stock Rasa"}
+        label = {
+            "waypoint": "Waypoint (SQLite)",
+            "waypoint-pg": "Waypoint (PostgreSQL + Redis)",
+            "waypoint-2x": "Waypoint, 2 servers behind nginx (PostgreSQL + Redis)",
+            "waypoint-nofix": "Waypoint (SQLite) without channels/rasa_speedups.py",
+            "stock": "stock Rasa",
+        }
         rows = []
         for level in LEVELS:
             stock = results.get(("stock", level))
@@ -353,9 +418,11 @@ class Run:
                     continue
                 res = results[(name, level)]
                 tp = len(res["latencies"]) / res["wall"] if res["wall"] else float("nan")
-                rows.append(f"| {level} | {label[name]} | {len(res['latencies'])} | {median_ms(res['latencies']):.0f} | "
-                            f"{pct(res['latencies'], 95):.0f} | {tp:.1f} | "
-                            f"{'' if name == 'stock' else ('n/a' if stock_tp != stock_tp else f'{tp / stock_tp:.2f}x')} | {res['failed']} |")
+                rows.append(
+                    f"| {level} | {label[name]} | {len(res['latencies'])} | {median_ms(res['latencies']):.0f} | "
+                    f"{pct(res['latencies'], 95):.0f} | {tp:.1f} | "
+                    f"{'' if name == 'stock' else ('n/a' if stock_tp != stock_tp else f'{tp / stock_tp:.2f}x')} | {res['failed']} |"
+                )
         return rows, results
 
     def length(self) -> List[str]:
@@ -363,21 +430,34 @@ class Run:
         script = [text for pairs in (self.questions["en"],) for text, _ in pairs] + ["hello", "thank you", "ok"]
         messages = [script[n % len(script)] for n in range(turns)]
         rows = []
-        label = {"waypoint": "Waypoint, SQLite (last 10 turns loaded)",
-                 "waypoint-pg": "Waypoint, PostgreSQL (last 10 turns loaded)",
-                 "waypoint-whole": "Waypoint, SQLite, whole session loaded (`history_turns: 0`)",
-                 "stock": "stock Rasa (SQL tracker store, SQLite)"}
+        label = {
+            "waypoint": "Waypoint, SQLite (last 10 turns loaded)",
+            "waypoint-pg": "Waypoint, PostgreSQL (last 10 turns loaded)",
+            "waypoint-whole": "Waypoint, SQLite, whole session loaded (`history_turns: 0`)",
+            "stock": "stock Rasa (SQL tracker store, SQLite)",
+        }
         for name in ("waypoint", "waypoint-pg", "waypoint-whole", "stock"):
             if name not in self.servers:
                 continue
-            long_turns, fresh = asyncio.run(one_conversation(self.servers[name].url, f"len-{name}", messages,
-                                                             control=f"len-{name}-fresh", control_from=turns - 20))
+            long_turns, fresh = asyncio.run(
+                one_conversation(
+                    self.servers[name].url,
+                    f"len-{name}",
+                    messages,
+                    control=f"len-{name}-fresh",
+                    control_from=turns - 20,
+                )
+            )
             first, last = long_turns[:20], long_turns[-20:]
             self.turns = turns
-            paired = statistics.median(a / b for a, b in zip(last, fresh, strict=False))  # each turn against the one right after
-            rows.append(f"| {label[name]} | {median_ms(first):.0f} | {median_ms(last):.0f} | {pct(last, 95):.0f} | "
-                        f"**{statistics.median(last) / statistics.median(first):.2f}** | {median_ms(fresh):.0f} | "
-                        f"**{paired:.2f}** |")
+            paired = statistics.median(
+                a / b for a, b in zip(last, fresh, strict=False)
+            )  # each turn against the one right after
+            rows.append(
+                f"| {label[name]} | {median_ms(first):.0f} | {median_ms(last):.0f} | {pct(last, 95):.0f} | "
+                f"**{statistics.median(last) / statistics.median(first):.2f}** | {median_ms(fresh):.0f} | "
+                f"**{paired:.2f}** |"
+            )
         return rows
 
     def load_test(self) -> List[str]:
@@ -387,16 +467,19 @@ class Run:
         targets = [("one server, SQLite", [self.servers["waypoint"]], [self.servers["waypoint"].url], None)]
         if self.group("waypoint-2x"):
             way = "through nginx" if self.balancer else "alternately"
-            targets.append((f"two servers ({way}), PostgreSQL + Redis", self.group("waypoint-2x"),
-                            self.urls("waypoint-2x"), "pg"))
+            targets.append(
+                (f"two servers ({way}), PostgreSQL + Redis", self.group("waypoint-2x"), self.urls("waypoint-2x"), "pg")
+            )
         conversations = 10 if self.args.quick else 40
         length = 8
         for label, servers, urls, store in targets:
             outcome = asyncio.run(self.interleaved(urls, conversations, length, label))
             stored = self.stored_order(servers[0], store, outcome["sent"])
-            rows.append(f"| {label} | {conversations} | {outcome['messages']} | {outcome['answered']} | "
-                        f"{outcome['matching']} | {stored['in_order']} / {conversations} | {stored['duplicated']} | "
-                        f"{outcome['lost']} | {median_ms(outcome['latencies']):.0f} | {pct(outcome['latencies'], 95):.0f} |")
+            rows.append(
+                f"| {label} | {conversations} | {outcome['messages']} | {outcome['answered']} | "
+                f"{outcome['matching']} | {stored['in_order']} / {conversations} | {stored['duplicated']} | "
+                f"{outcome['lost']} | {median_ms(outcome['latencies']):.0f} | {pct(outcome['latencies'], 95):.0f} |"
+            )
         return rows
 
     async def interleaved(self, urls: List[str], conversations: int, length: int, label: str) -> Dict:
@@ -432,8 +515,14 @@ class Run:
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             await asyncio.gather(*(conversation(session, i, *plan) for i, plan in enumerate(plans)))
-        return {"messages": stats["messages"], "answered": stats["answered"], "matching": stats["matching"],
-                "lost": stats["lost"], "latencies": latencies, "sent": sent}
+        return {
+            "messages": stats["messages"],
+            "answered": stats["answered"],
+            "matching": stats["matching"],
+            "lost": stats["lost"],
+            "latencies": latencies,
+            "sent": sent,
+        }
 
     def stored_order(self, server: RasaServer, store: Optional[str], sent: Dict[str, List[str]]) -> Dict[str, int]:
         """Every conversation's user messages as stored, against what was sent."""
@@ -445,8 +534,9 @@ class Run:
                 import psycopg2
 
                 with psycopg2.connect(self.services.pg_url()) as connection, connection.cursor() as cursor:
-                    cursor.execute("SELECT data FROM events WHERE sender_id = %s AND type_name = 'user' ORDER BY id",
-                                   (sender,))
+                    cursor.execute(
+                        "SELECT data FROM events WHERE sender_id = %s AND type_name = 'user' ORDER BY id", (sender,)
+                    )
                     stored = [json.loads(row[0])["text"] for row in cursor.fetchall()]
             else:
                 events = server.tracker(sender)["events"]
@@ -461,8 +551,11 @@ class Run:
         if not tool:
             return None
         out = self.var / "profile.txt"
-        process = subprocess.Popen([tool, "record", "-p", str(server.pid), "-o", str(out), "-f", "raw", "--rate", "200"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [tool, "record", "-p", str(server.pid), "-o", str(out), "-f", "raw", "--rate", "200"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)
         return process, out
 
@@ -485,7 +578,10 @@ PROFILE_PARTS = [
     ("  of which the emergency lexicons (`emergency.detect`)", "detect (components/emergency.py"),
     ("tracker load (`tracker_store.retrieve`)", "retrieve (rasa/core/tracker_store.py"),
     ("tracker save (`save_tracker`)", "save_tracker (rasa/core/processor.py"),
-    ("next-action prediction, RulePolicy (`_predict_next_with_tracker`)", "_predict_next_with_tracker (rasa/core/processor.py"),
+    (
+        "next-action prediction, RulePolicy (`_predict_next_with_tracker`)",
+        "_predict_next_with_tracker (rasa/core/processor.py",
+    ),
     ("custom action calls, all (`RemoteAction.run`)", "run (rasa/core/actions/action.py"),
     ("  of which the HTTP request and JSON (`EndpointConfig.request`)", "request (rasa/utils/endpoints.py"),
     ("  of which validating the response (`_validate_action_result`)", "_validate_action_result ("),
@@ -608,11 +704,16 @@ def main() -> None:
     finally:
         run.stop()
 
-    names = {"waypoint": "Rasa server, Waypoint (SQLite)", "waypoint-pg": "Rasa server, Waypoint (PostgreSQL + Redis)",
-             "waypoint-pg-2": "second Rasa server, Waypoint (PostgreSQL + Redis)",
-             "waypoint-whole": "Rasa server, Waypoint (whole session loaded)", "stock": "Rasa server, stock Rasa",
-             "waypoint-nofix": "Rasa server, Waypoint without the Rasa fixes",
-             "actions": "action server (shared by all)"}
+    names = {
+        "waypoint": "Rasa server, Waypoint (SQLite)",
+        "waypoint-pg": "Rasa server, Waypoint (PostgreSQL + Redis)",
+        "waypoint-pg-2": "second Rasa server, Waypoint (PostgreSQL + Redis)",
+        "waypoint-whole": "Rasa server, Waypoint (whole session loaded)",
+        "stock": "Rasa server, stock Rasa",
+        "waypoint-nofix": "Rasa server, Waypoint without the Rasa fixes",
+        "actions": "action server (shared by all)",
+    }
+
     def first(n: str) -> str:
         seconds = run.first_messages.get(n)
         if not seconds:
@@ -620,9 +721,14 @@ def main() -> None:
         slowest = max(seconds, key=seconds.get)
         return f"{1000 * seconds[slowest]:.0f} ({slowest}); median of the five {1000 * statistics.median(seconds.values()):.0f}"
 
-    resources = [f"| {names.get(n, n)} | {ready[n]:.1f} | {first(n)} | {memory[n][0]:.0f} | {memory[n][1]:.0f} |"
-                 for n in ready]
-    per_user = "30 messages per level" if args.quick else "150 messages per level and round, 2 rounds (order reversed in the second)"
+    resources = [
+        f"| {names.get(n, n)} | {ready[n]:.1f} | {first(n)} | {memory[n][0]:.0f} | {memory[n][1]:.0f} |" for n in ready
+    ]
+    per_user = (
+        "30 messages per level"
+        if args.quick
+        else "150 messages per level and round, 2 rounds (order reversed in the second)"
+    )
     body = [
         "Closed loop: each simulated user sends its next message as soon as the previous one is answered",
         f"(no think time: the worst case for a given number of users); {per_user}; conversations of",
@@ -672,10 +778,16 @@ def main() -> None:
         "|---|---|---|---|---|",
         *resources,
         "",
-        (f"Training Waypoint's model (`rasa train`, config.yml, no cache): {ours_train:.0f} s in this run."
-         if ours_train else "Training not timed in this run (--skip-training)."),
-        (f"Training the stock model (bench/stock_config.yml, same data): {stock_train:.0f} s in this run."
-         if stock_train else "Stock model from an earlier run of this command (`--retrain-stock` to retrain and time it)."),
+        (
+            f"Training Waypoint's model (`rasa train`, config.yml, no cache): {ours_train:.0f} s in this run."
+            if ours_train
+            else "Training not timed in this run (--skip-training)."
+        ),
+        (
+            f"Training the stock model (bench/stock_config.yml, same data): {stock_train:.0f} s in this run."
+            if stock_train
+            else "Stock model from an earlier run of this command (`--retrain-stock` to retrain and time it)."
+        ),
         "",
         "## Where the Rasa server's time goes (Waypoint, 10 users)",
         "",
@@ -691,8 +803,7 @@ def main() -> None:
     ]
     flags = [f for f, on in (("--quick", args.quick), ("--without-stock", args.without_stock)) if on]
     command = " ".join([".venv/bin/python -m bench.serving", *flags])
-    write_report("serving" if not flags else "serving-quick", "Serving: latency, throughput, scale-out",
-                 command, body)
+    write_report("serving" if not flags else "serving-quick", "Serving: latency, throughput, scale-out", command, body)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ shown of a turn, the hand-off around a turn, "delete my data", rate limits,
 one user's messages in order (``KeyedLocks``),
 and running a turn so that a failure is answered kindly, never with silence.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,6 +27,7 @@ MARKERS = (FORGET, HANDOFF)
 
 
 # -- identities ----------------------------------------------------------------------------------------
+
 
 def _derive(key: str, purpose: str) -> str:
     return hmac.new(key.encode(), purpose.encode(), hashlib.sha256).hexdigest()
@@ -51,6 +53,7 @@ def sender_id_for(platform: str, platform_id: Any, secret: bytes, prefix: Option
 
 # -- what users see ------------------------------------------------------------------------------------
 
+
 def is_marker(custom: Any) -> bool:
     return isinstance(custom, dict) and custom.get("waypoint") in MARKERS
 
@@ -72,8 +75,11 @@ def visible(messages: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
         item: Dict[str, Any] = {}
         if isinstance(msg.get("text"), str) and msg["text"]:
             item["text"] = msg["text"]
-        buttons = [{"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
-                   for b in msg.get("buttons") or [] if isinstance(b, dict) and b.get("payload")]
+        buttons = [
+            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
+            for b in msg.get("buttons") or []
+            if isinstance(b, dict) and b.get("payload")
+        ]
         if buttons:
             item["buttons"] = buttons
         if item:
@@ -95,6 +101,7 @@ async def conversation_language(agent: Any, sender_id: str, hint: Optional[str] 
 
 
 # -- the hand-off and deletion around a turn ----------------------------------------------------------
+
 
 def relay_for(app: Any = None) -> Any:
     from handoff import get_relay
@@ -155,6 +162,7 @@ async def forget_everything(agent: Any, sender_id: str, relay: Any = None) -> No
 
 
 # -- rate limits ---------------------------------------------------------------------------------------
+
 
 class SlidingWindow:
     """At most ``limit`` events per key in any ``window`` seconds, in memory."""
@@ -219,6 +227,7 @@ class RateLimiter:
 
 
 # -- running a turn -----------------------------------------------------------------------------------
+
 
 async def run_turn(on_new_message: Callable[[Any], Awaitable[Any]], user_message: Any, channel: str) -> bool:
     """One message through Rasa. False (logged without text) when it failed;

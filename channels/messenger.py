@@ -21,6 +21,7 @@ facebook channel is never used.
 ``python -m channels.messenger setup`` (``make messenger-setup``) sets the Get
 Started button, the greeting and the persistent menu, per language.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,10 @@ QUICK_REPLIES = 13
 TITLE_LIMIT = 20
 PAYLOAD_LIMIT = 1000
 HUMAN_AGENT_FOR = 7 * DAY
-MODES = {"response": {"messaging_type": "RESPONSE"},
-         "human_agent": {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}}
+MODES = {
+    "response": {"messaging_type": "RESPONSE"},
+    "human_agent": {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"},
+}
 GREETING_LIMIT = 160
 MENU_TITLE_LIMIT = 30
 # Our registry languages as Meta locales (the greeting and the menu, per locale):
@@ -99,10 +102,12 @@ class MessengerInput(MetaInput):
 
     @classmethod
     def config_from_env(cls, env: Optional[Dict[str, str]] = None) -> MetaConfig:
-        return MetaConfig(token=settings.get("MESSENGER_PAGE_ACCESS_TOKEN", env),
-                          app_secret=settings.get("MESSENGER_APP_SECRET", env),
-                          verify_token=settings.get("MESSENGER_VERIFY_TOKEN", env),
-                          graph_url=settings.get("META_GRAPH_API_URL", env).rstrip("/"))
+        return MetaConfig(
+            token=settings.get("MESSENGER_PAGE_ACCESS_TOKEN", env),
+            app_secret=settings.get("MESSENGER_APP_SECRET", env),
+            verify_token=settings.get("MESSENGER_VERIFY_TOKEN", env),
+            graph_url=settings.get("META_GRAPH_API_URL", env).rstrip("/"),
+        )
 
     def output_class(self) -> type:
         return MessengerOutput
@@ -177,9 +182,12 @@ class MessengerInput(MetaInput):
         hint = None
         if self.graph is not None:
             try:  # the answer does not wait long for a hint
-                result = await asyncio.wait_for(self.graph.call("GET", event.user, "profile locale",
-                                                                params={"fields": "locale"}, attempts=1, quiet=True),
-                                                PROFILE_WAIT)
+                result = await asyncio.wait_for(
+                    self.graph.call(
+                        "GET", event.user, "profile locale", params={"fields": "locale"}, attempts=1, quiet=True
+                    ),
+                    PROFILE_WAIT,
+                )
             except asyncio.TimeoutError:
                 result = None
                 logger.info("Messenger: the user's locale was not known in time; no hint")
@@ -208,12 +216,18 @@ class MessengerInput(MetaInput):
         return data, media_filename(event.media, content_type)
 
     def quick_replies(self, buttons: Sequence[Dict[str, Any]], language: str) -> List[Dict[str, Any]]:
-        return [{"content_type": "text", "title": button_title(button, TITLE_LIMIT),
-                 "payload": self.stored_payload(str(button["payload"]), PAYLOAD_LIMIT)}
-                for button in self.paged(buttons, QUICK_REPLIES, language)]
+        return [
+            {
+                "content_type": "text",
+                "title": button_title(button, TITLE_LIMIT),
+                "payload": self.stored_payload(str(button["payload"]), PAYLOAD_LIMIT),
+            }
+            for button in self.paged(buttons, QUICK_REPLIES, language)
+        ]
 
-    async def send_one(self, user: str, text: str, buttons: Sequence[Dict[str, Any]], mode: str,
-                       language: str) -> Optional[List[str]]:
+    async def send_one(
+        self, user: str, text: str, buttons: Sequence[Dict[str, Any]], mode: str, language: str
+    ) -> Optional[List[str]]:
         quick = self.quick_replies(buttons, language) if buttons else []
         parts = split_for(text, TEXT_LIMIT) or ([EMPTY_BODY] if quick else [])
         ids = []
@@ -231,6 +245,7 @@ class MessengerInput(MetaInput):
 
 # -- the page's profile: Get Started, greeting, persistent menu ----------------------------------------------------
 
+
 def _translated(key: str, language: str) -> bool:
     from content.loader import get_content
 
@@ -243,10 +258,16 @@ def greeting_text(language: str) -> str:
 
 def menu_items(language: str) -> List[Dict[str, str]]:
     """The persistent menu: helplines, a person, the language, delete."""
-    items = [("label_helplines", "/ask_help_helplines"), ("label_talk_to_person", "/request_human"),
-             ("command_language", LANGUAGE), ("command_delete", DELETE)]
-    return [{"type": "postback", "title": shorten(message_text(key, language), MENU_TITLE_LIMIT), "payload": payload}
-            for key, payload in items]
+    items = [
+        ("label_helplines", "/ask_help_helplines"),
+        ("label_talk_to_person", "/request_human"),
+        ("command_language", LANGUAGE),
+        ("command_delete", DELETE),
+    ]
+    return [
+        {"type": "postback", "title": shorten(message_text(key, language), MENU_TITLE_LIMIT), "payload": payload}
+        for key, payload in items
+    ]
 
 
 def profile_body(locales: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -260,8 +281,10 @@ def profile_body(locales: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             continue
         if _translated("messenger_greeting", code):
             greeting.append({"locale": locale, "text": greeting_text(code)})
-        if all(_translated(key, code) for key in ("label_helplines", "label_talk_to_person", "command_language",
-                                                   "command_delete")):
+        if all(
+            _translated(key, code)
+            for key in ("label_helplines", "label_talk_to_person", "command_language", "command_delete")
+        ):
             menu.append({"locale": locale, "composer_input_disabled": False, "call_to_actions": menu_items(code)})
     return {"get_started": {"payload": START}, "greeting": greeting, "persistent_menu": menu}
 
@@ -272,13 +295,17 @@ async def setup(config: MetaConfig, backoff: float = 1.0) -> int:
         body = profile_body()
         result = await client.call("POST", "me/messenger_profile", "set profile", body=body)
         if not result.ok and result.code == 100:
-            print("Meta refused a locale; setting the profile with the locales on Meta's published list only.",
-                  file=sys.stderr)
+            print(
+                "Meta refused a locale; setting the profile with the locales on Meta's published list only.",
+                file=sys.stderr,
+            )
             body = profile_body(LISTED_LOCALES)
             result = await client.call("POST", "me/messenger_profile", "set profile", body=body)
         if not result.ok:
-            print(f"Setting the Messenger profile failed (HTTP {result.status or 'none'}, code {result.code}).",
-                  file=sys.stderr)
+            print(
+                f"Setting the Messenger profile failed (HTTP {result.status or 'none'}, code {result.code}).",
+                file=sys.stderr,
+            )
             return 1
         locales = sorted({item["locale"] for item in body["greeting"] + body["persistent_menu"]})
         print(f"Messenger profile set: Get Started button, greeting and persistent menu for {', '.join(locales)}.")

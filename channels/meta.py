@@ -26,6 +26,7 @@ fake could only be reached by changing a private attribute), does not back off
 on the rate-limit codes, and logs request arguments (the recipient's number,
 the text) at DEBUG. This client is ~150 lines on httpx, already installed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -81,6 +82,7 @@ EMPTY_BODY = "👇"  # a message that is only buttons still needs a text
 
 # -- the webhook's gate ----------------------------------------------------------------------------------
 
+
 def signature_valid(raw: bytes, header: Optional[str], app_secret: str) -> bool:
     """``X-Hub-Signature-256: sha256=<hex>`` is the HMAC-SHA256 of the raw body
     under the app secret (constant-time comparison). No secret: nothing is valid."""
@@ -101,6 +103,7 @@ def sign(raw: bytes, app_secret: str) -> str:
 def handshake(args: Mapping[str, Any], verify_token: str) -> Tuple[int, str]:
     """Meta's subscription check: ``hub.mode=subscribe`` with our verify token
     is answered with ``hub.challenge``; anything else is refused (403)."""
+
     def one(name: str) -> str:
         value = args.get(name) if hasattr(args, "get") else None
         if isinstance(value, (list, tuple)):
@@ -108,8 +111,13 @@ def handshake(args: Mapping[str, Any], verify_token: str) -> Tuple[int, str]:
         return value if isinstance(value, str) else ""
 
     challenge = one("hub.challenge")
-    if (verify_token and one("hub.mode") == "subscribe" and challenge and len(challenge) <= 512
-            and hmac.compare_digest(one("hub.verify_token").encode(), verify_token.encode())):
+    if (
+        verify_token
+        and one("hub.mode") == "subscribe"
+        and challenge
+        and len(challenge) <= 512
+        and hmac.compare_digest(one("hub.verify_token").encode(), verify_token.encode())
+    ):
         return 200, challenge
     return 403, "forbidden"
 
@@ -123,6 +131,7 @@ def parse_json(raw: bytes) -> Any:
 
 
 # -- pieces of a body --------------------------------------------------------------------------------------
+
 
 def dicts(value: Any) -> List[Dict[str, Any]]:
     """The mappings in a list (anything else: none)."""
@@ -182,6 +191,7 @@ class Incoming:
 
 # -- the Graph API client -------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class GraphResult:
     ok: bool
@@ -200,8 +210,13 @@ def _result(resp: Any) -> GraphResult:
         return GraphResult(True, resp.status_code, data)
     error = mapping(mapping(data).get("error"))
     code, subcode = error.get("code"), error.get("error_subcode")
-    return GraphResult(False, resp.status_code, None, code if isinstance(code, int) else None,
-                       subcode if isinstance(subcode, int) else None)
+    return GraphResult(
+        False,
+        resp.status_code,
+        None,
+        code if isinstance(code, int) else None,
+        subcode if isinstance(subcode, int) else None,
+    )
 
 
 def _retry_after(resp: Any) -> Optional[float]:
@@ -223,8 +238,16 @@ class GraphClient:
     each user's messages are sent from their own task). Logs name the call and
     the error code, never a path (paths hold user ids), a body or the token."""
 
-    def __init__(self, token: str, base_url: str, label: str, max_attempts: int = 5, max_wait: float = 60.0,
-                 backoff: float = 1.0, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        token: str,
+        base_url: str,
+        label: str,
+        max_attempts: int = 5,
+        max_wait: float = 60.0,
+        backoff: float = 1.0,
+        timeout: float = 20.0,
+    ) -> None:
         self.token = token
         self.base_url = base_url.rstrip("/")
         self.label = label
@@ -237,8 +260,11 @@ class GraphClient:
         import httpx
 
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False,
-                                             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
         return self._client
 
     async def close(self) -> None:
@@ -253,9 +279,17 @@ class GraphClient:
         base_delay = self.backoff * (4 if slow else 1)
         return min(base_delay * 2 ** (attempt - 1), 30.0) * (0.8 + 0.4 * random.random())
 
-    async def call(self, method: str, path: str, what: str, *, body: Optional[Dict[str, Any]] = None,
-                   params: Optional[Dict[str, Any]] = None, attempts: Optional[int] = None,
-                   quiet: bool = False) -> GraphResult:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: Optional[Dict[str, Any]] = None,
+        params: Optional[Dict[str, Any]] = None,
+        attempts: Optional[int] = None,
+        quiet: bool = False,
+    ) -> GraphResult:
         import httpx
 
         url = f"{self.base_url}/{path.lstrip('/')}"
@@ -286,8 +320,14 @@ class GraphClient:
 
     def _failed(self, what: str, result: GraphResult, quiet: bool = False) -> GraphResult:
         self.failures[what] += 1
-        (logger.info if quiet else logger.warning)("%s: %s failed (HTTP %s, code %s, subcode %s)", self.label, what, result.status or "none",
-                       result.code, result.subcode)
+        (logger.info if quiet else logger.warning)(
+            "%s: %s failed (HTTP %s, code %s, subcode %s)",
+            self.label,
+            what,
+            result.status or "none",
+            result.code,
+            result.subcode,
+        )
         return result
 
     async def download(self, url: str, limit: int = MEDIA_LIMIT, auth: bool = True) -> Tuple[bytes, str]:
@@ -310,9 +350,19 @@ class GraphClient:
             return b"".join(chunks), resp.headers.get("content-type", "").split(";")[0].strip()
 
 
-MEDIA_EXTENSIONS = {"audio/ogg": "ogg", "audio/opus": "ogg", "audio/mpeg": "mp3", "audio/mp4": "m4a",
-                    "audio/aac": "m4a", "audio/amr": "amr", "video/mp4": "mp4", "image/jpeg": "jpg",
-                    "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
+MEDIA_EXTENSIONS = {
+    "audio/ogg": "ogg",
+    "audio/opus": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/mp4": "m4a",
+    "audio/aac": "m4a",
+    "audio/amr": "amr",
+    "video/mp4": "mp4",
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/gif": "gif",
+}
 
 
 def media_filename(kind: str, mime_type: str) -> str:
@@ -348,7 +398,9 @@ def shorten(text: str, limit: int) -> str:
 def button_title(button: Dict[str, Any], limit: int) -> str:
     """The guides' ``short_title`` when present, else the title, shortened sensibly."""
     short = button.get("short_title")
-    title = short if isinstance(short, str) and short.strip() else str(button.get("title") or button.get("payload") or "")
+    title = (
+        short if isinstance(short, str) and short.strip() else str(button.get("title") or button.get("payload") or "")
+    )
     return shorten(title, limit) or "…"
 
 
@@ -396,6 +448,7 @@ class MetaConfig:
 
 # -- the channel ----------------------------------------------------------------------------------------------------
 
+
 class MetaInput(InputChannel):
     """What Messenger and WhatsApp do alike; each subclass parses its own
     webhook bodies and sends in its own format."""
@@ -405,8 +458,14 @@ class MetaInput(InputChannel):
     prefix = "mt"  # of the hashed sender ids
     token_setting = ""
 
-    def __init__(self, config: Optional[MetaConfig] = None, state: Optional[ChannelState] = None,
-                 relay: Any = None, backoff: float = 1.0, max_wait: float = 60.0) -> None:
+    def __init__(
+        self,
+        config: Optional[MetaConfig] = None,
+        state: Optional[ChannelState] = None,
+        relay: Any = None,
+        backoff: float = 1.0,
+        max_wait: float = 60.0,
+    ) -> None:
         self.config = config or self.config_from_env()
         self._state = state
         self._relay = relay
@@ -481,8 +540,9 @@ class MetaInput(InputChannel):
         self.app = app or self.app
         if not self.enabled or self.graph is not None:
             return
-        self.graph = GraphClient(self.config.token, self.config.graph_url, self.label, backoff=self.backoff,
-                                 max_wait=self.max_wait)
+        self.graph = GraphClient(
+            self.config.token, self.config.graph_url, self.label, backoff=self.backoff, max_wait=self.max_wait
+        )
         try:
             self.relay.senders[self.platform] = self.push
         except Exception as error:  # noqa: BLE001 - the channel works without the hand-off
@@ -531,8 +591,9 @@ class MetaInput(InputChannel):
         self._refused += 1
         now = time.monotonic()
         if now - self._refused_logged >= 60:
-            logger.warning("%s: %d webhook POST(s) with a missing or wrong signature refused", self.label,
-                           self._refused)
+            logger.warning(
+                "%s: %d webhook POST(s) with a missing or wrong signature refused", self.label, self._refused
+            )
             self._refused, self._refused_logged = 0, now
 
     async def receive(self, request: Request) -> Any:
@@ -692,8 +753,7 @@ class MetaInput(InputChannel):
         if self.graph is None or not event.ref:
             return False
         try:
-            return await self.relay.intercept_media(sender, self.platform, event.media,
-                                                    lambda: self.fetch_media(event))
+            return await self.relay.intercept_media(sender, self.platform, event.media, lambda: self.fetch_media(event))
         except Exception as error:  # noqa: BLE001
             logger.error("%s: hand-off relay failed (%s)", self.label, type(error).__name__)
             return False
@@ -750,10 +810,10 @@ class MetaInput(InputChannel):
             await self._delete_command(sender, hint)
             return
         if payload.startswith(MORE_PREFIX):
-            await self._more(payload[len(MORE_PREFIX):], sender, hint)
+            await self._more(payload[len(MORE_PREFIX) :], sender, hint)
             return
         if payload.startswith(PAYLOAD_PREFIX):
-            payload = self.state.payload(payload[len(PAYLOAD_PREFIX):]) or ""
+            payload = self.state.payload(payload[len(PAYLOAD_PREFIX) :]) or ""
             if not payload:
                 await self._say(sender, "button_expired", await self._language(sender, hint))
                 return
@@ -766,14 +826,20 @@ class MetaInput(InputChannel):
 
     async def _start(self, sender: str, hint: Optional[str]) -> None:
         language = await self._language(sender, hint)
-        await self.send_messages(sender, [{"text": message_text("intro", language),
-                                           "buttons": languages.language_buttons()}], language=language)
+        await self.send_messages(
+            sender,
+            [{"text": message_text("intro", language), "buttons": languages.language_buttons()}],
+            language=language,
+        )
         await self._mark_intro_shown(sender)
 
     async def _ask_language(self, sender: str, hint: Optional[str]) -> None:
         language = await self._language(sender, hint)
-        await self.send_messages(sender, [{"text": message_text("ask_language", language),
-                                           "buttons": languages.language_buttons()}], language=language)
+        await self.send_messages(
+            sender,
+            [{"text": message_text("ask_language", language), "buttons": languages.language_buttons()}],
+            language=language,
+        )
 
     async def _more(self, key: str, sender: str, hint: Optional[str]) -> None:
         """The next page of buttons that did not fit."""
@@ -783,8 +849,9 @@ class MetaInput(InputChannel):
         if not buttons:
             await self._say(sender, "button_expired", language)
             return
-        await self.send_messages(sender, [{"text": message_text("more_options", language), "buttons": buttons}],
-                                 language=language)
+        await self.send_messages(
+            sender, [{"text": message_text("more_options", language), "buttons": buttons}], language=language
+        )
 
     # -- Rasa ----------------------------------------------------------------------------------------
     async def to_rasa(self, text: str, sender: str, hint: Optional[str], apologise: bool = True) -> bool:
@@ -827,8 +894,11 @@ class MetaInput(InputChannel):
             lines = [message.get("text") if isinstance(message.get("text"), str) else ""]
             lines += [message[k] for k in ("image", "attachment") if isinstance(message.get(k), str)]
             text = "\n\n".join(line for line in lines if line).strip()
-            buttons = [b for b in (message.get("buttons") or message.get("quick_replies") or [])
-                       if isinstance(b, dict) and (b.get("payload") or b.get("url"))]
+            buttons = [
+                b
+                for b in (message.get("buttons") or message.get("quick_replies") or [])
+                if isinstance(b, dict) and (b.get("payload") or b.get("url"))
+            ]
             if text or buttons:
                 out.append({"text": text, "buttons": buttons})
         return out
@@ -864,8 +934,9 @@ class MetaInput(InputChannel):
             logger.error("%s: hand-off relay failed while deleting (%s)", self.label, type(error).__name__)
         if await self.to_rasa(DELETE_PAYLOAD, sender, hint, apologise=False):
             return
-        logger.warning("%s: deletion not confirmed by the assistant; the channel deletes the conversation itself",
-                       self.label)
+        logger.warning(
+            "%s: deletion not confirmed by the assistant; the channel deletes the conversation itself", self.label
+        )
         await self.send_messages(sender, [{"text": message_text("deleted_app_copy", language)}])
         await self._delete_everything(sender)
 
@@ -907,10 +978,11 @@ class MetaInput(InputChannel):
                 unique.append(button)
         if len(unique) <= limit:
             return unique
-        rest = [{k: v for k, v in b.items() if k in ("title", "short_title", "payload")} for b in unique[limit - 1:]]
+        rest = [{k: v for k, v in b.items() if k in ("title", "short_title", "payload")} for b in unique[limit - 1 :]]
         key = self.state.payload_key(json.dumps({"more": rest}, ensure_ascii=False, sort_keys=True))
-        return unique[:limit - 1] + [{"title": message_text("label_more_options", language),
-                                      "payload": MORE_PREFIX + key}]
+        return unique[: limit - 1] + [
+            {"title": message_text("label_more_options", language), "payload": MORE_PREFIX + key}
+        ]
 
     @staticmethod
     def links_in_text(text: str, buttons: Sequence[Dict[str, Any]]) -> Tuple[str, List[Dict[str, Any]]]:
@@ -921,8 +993,14 @@ class MetaInput(InputChannel):
         lines = [f"{b.get('title') or ''}: {b.get('url') or b.get('payload')}".strip(": ") for b in links]
         return "\n\n".join(part for part in [text, "\n".join(lines)] if part), [b for b in buttons if not is_link(b)]
 
-    async def send_messages(self, sender: str, messages: Sequence[Dict[str, Any]], language: Optional[str] = None,
-                            mode: str = "response", relayed: bool = False) -> bool:
+    async def send_messages(
+        self,
+        sender: str,
+        messages: Sequence[Dict[str, Any]],
+        language: Optional[str] = None,
+        mode: str = "response",
+        relayed: bool = False,
+    ) -> bool:
         """Sends messages to a user whose address is known; False when any failed."""
         target = self.target(sender)
         if target is None or self.graph is None:
@@ -940,8 +1018,9 @@ class MetaInput(InputChannel):
                     self.state.seen(self.platform, self._key("relayed", message_id))
         return True
 
-    async def send_one(self, user: str, text: str, buttons: Sequence[Dict[str, Any]], mode: str,
-                       language: str) -> Optional[List[str]]:  # pragma: no cover - per platform
+    async def send_one(
+        self, user: str, text: str, buttons: Sequence[Dict[str, Any]], mode: str, language: str
+    ) -> Optional[List[str]]:  # pragma: no cover - per platform
         """One reply (split at the platform's limit, buttons on its last part);
         the sent messages' ids, or None when the platform refused it."""
         raise NotImplementedError
@@ -958,12 +1037,20 @@ class MetaInput(InputChannel):
             return False
         mode = self.window(target[1])
         if mode is None:
-            logger.warning("%s: a hand-off message was not sent: the platform's messaging window has closed",
-                           self.label)
+            logger.warning(
+                "%s: a hand-off message was not sent: the platform's messaging window has closed", self.label
+            )
             return False
-        return await self.send_messages(sender, [{"text": m.get("text") or "", "buttons": m.get("buttons") or []}
-                                                 for m in messages if m.get("text") or m.get("buttons")],
-                                        mode=mode, relayed=True)
+        return await self.send_messages(
+            sender,
+            [
+                {"text": m.get("text") or "", "buttons": m.get("buttons") or []}
+                for m in messages
+                if m.get("text") or m.get("buttons")
+            ],
+            mode=mode,
+            relayed=True,
+        )
 
 
 def split_for(text: str, limit: int) -> List[str]:

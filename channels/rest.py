@@ -10,6 +10,7 @@ user's next message.
     POST /webhooks/rest/webhook  {"sender": "...", "message": "...", "metadata": {"language_hint": "ms"}}
     -> [{"recipient_id": ..., "text": ..., "buttons": [...]}, ...]
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,9 @@ class RestInput(InputChannel):
             except BadRequest as error:
                 return response.json({"error": str(error)}, status=400)
             agent = request.app.ctx.agent
-            hint = base.language_hint(sender, metadata.get("language_hint")
-                                      if isinstance(metadata.get("language_hint"), str) else None)
+            hint = base.language_hint(
+                sender, metadata.get("language_hint") if isinstance(metadata.get("language_hint"), str) else None
+            )
             if hint:
                 metadata = {**metadata, "language_hint": hint}
             truncated = len(text) > MAX_CHARS
@@ -100,8 +102,11 @@ class RestInput(InputChannel):
                 logger.error("rest: hand-off relay failed (%s)", type(error).__name__)
             before = relay.take(sender)  # what a counsellor wrote since the user's last message
             collector = CollectingOutputChannel()
-            answered = await base.run_turn(on_new_message, UserMessage(
-                text, collector, sender, input_channel=self.name(), metadata=metadata), self.name())
+            answered = await base.run_turn(
+                on_new_message,
+                UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata),
+                self.name(),
+            )
             replies: List[Dict[str, Any]] = [{"recipient_id": sender, **m} for m in before]
             shown = base.visible(collector.messages)
             if not answered or not shown and not base.marker(collector.messages, base.FORGET):

@@ -18,6 +18,7 @@ When the store cannot be reached, each call logs once and the channel goes on
 with this process's memory (nothing a user sent is lost: it is only answered
 without the cross-server guarantees until the store is back).
 """
+
 from __future__ import annotations
 
 import base64
@@ -71,25 +72,37 @@ class ChannelState:
         self._fernet = _fernet(secret)
         self.engine = open_engine(url)
         meta = sa.MetaData()
-        self.seen_t = sa.Table("waypoint_channel_seen", meta,
-                               sa.Column("platform", sa.String(16), primary_key=True),
-                               sa.Column("key", sa.String(200), primary_key=True),
-                               sa.Column("at", sa.Float, nullable=False, index=True))
-        self.addresses_t = sa.Table("waypoint_channel_addresses", meta,
-                                    sa.Column("platform", sa.String(16), primary_key=True),
-                                    sa.Column("sender_id", sa.String(128), primary_key=True),
-                                    sa.Column("address", sa.Text, nullable=False),
-                                    sa.Column("at", sa.Float, nullable=False, index=True))
-        self.messages_t = sa.Table("waypoint_channel_messages", meta,
-                                   sa.Column("platform", sa.String(16), primary_key=True),
-                                   sa.Column("sender_id", sa.String(128), primary_key=True),
-                                   sa.Column("message_id", sa.BigInteger, primary_key=True),
-                                   sa.Column("at", sa.Float, nullable=False, index=True))
-        self.payloads_t = sa.Table("waypoint_channel_payloads", meta,
-                                   sa.Column("key", sa.String(32), primary_key=True),
-                                   sa.Column("payload_hash", sa.String(64), nullable=False, unique=True),
-                                   sa.Column("payload", sa.Text, nullable=False),
-                                   sa.Column("at", sa.Float, nullable=False, index=True))
+        self.seen_t = sa.Table(
+            "waypoint_channel_seen",
+            meta,
+            sa.Column("platform", sa.String(16), primary_key=True),
+            sa.Column("key", sa.String(200), primary_key=True),
+            sa.Column("at", sa.Float, nullable=False, index=True),
+        )
+        self.addresses_t = sa.Table(
+            "waypoint_channel_addresses",
+            meta,
+            sa.Column("platform", sa.String(16), primary_key=True),
+            sa.Column("sender_id", sa.String(128), primary_key=True),
+            sa.Column("address", sa.Text, nullable=False),
+            sa.Column("at", sa.Float, nullable=False, index=True),
+        )
+        self.messages_t = sa.Table(
+            "waypoint_channel_messages",
+            meta,
+            sa.Column("platform", sa.String(16), primary_key=True),
+            sa.Column("sender_id", sa.String(128), primary_key=True),
+            sa.Column("message_id", sa.BigInteger, primary_key=True),
+            sa.Column("at", sa.Float, nullable=False, index=True),
+        )
+        self.payloads_t = sa.Table(
+            "waypoint_channel_payloads",
+            meta,
+            sa.Column("key", sa.String(32), primary_key=True),
+            sa.Column("payload_hash", sa.String(64), nullable=False, unique=True),
+            sa.Column("payload", sa.Text, nullable=False),
+            sa.Column("at", sa.Float, nullable=False, index=True),
+        )
         self._last_purge = 0.0
         try:
             create_tables(meta, self.engine)
@@ -99,8 +112,9 @@ class ChannelState:
     # -- failures ------------------------------------------------------------------------------------
     def _failed(self, error: Exception) -> None:
         if not self._warned:
-            logger.warning("channel state: store unreachable (%s); this server's memory until it is back",
-                           type(error).__name__)
+            logger.warning(
+                "channel state: store unreachable (%s); this server's memory until it is back", type(error).__name__
+            )
             self._warned = True
 
     def _ok(self) -> None:
@@ -139,12 +153,15 @@ class ChannelState:
         token = self._fernet.encrypt(address.encode()).decode()
         try:
             with self.engine.begin() as connection:
-                done = connection.execute(self.addresses_t.update().where(
-                    self.addresses_t.c.platform == platform, self.addresses_t.c.sender_id == sender_id).values(
-                    address=token, at=now)).rowcount
+                done = connection.execute(
+                    self.addresses_t.update()
+                    .where(self.addresses_t.c.platform == platform, self.addresses_t.c.sender_id == sender_id)
+                    .values(address=token, at=now)
+                ).rowcount
                 if not done:
-                    connection.execute(self.addresses_t.insert().values(platform=platform, sender_id=sender_id,
-                                                                        address=token, at=now))
+                    connection.execute(
+                        self.addresses_t.insert().values(platform=platform, sender_id=sender_id, address=token, at=now)
+                    )
             self._ok()
             with self.memory.lock:
                 self.memory.addresses.pop((platform, sender_id), None)
@@ -158,9 +175,13 @@ class ChannelState:
         memory only what it kept while the store was unreachable."""
         try:
             with self.engine.connect() as connection:
-                token = connection.execute(self.sa.select(self.addresses_t.c.address).where(
-                    self.addresses_t.c.platform == platform, self.addresses_t.c.sender_id == sender_id,
-                    self.addresses_t.c.at > time.time() - ADDRESS_FOR)).scalar()
+                token = connection.execute(
+                    self.sa.select(self.addresses_t.c.address).where(
+                        self.addresses_t.c.platform == platform,
+                        self.addresses_t.c.sender_id == sender_id,
+                        self.addresses_t.c.at > time.time() - ADDRESS_FOR,
+                    )
+                ).scalar()
             self._ok()
         except Exception as error:  # noqa: BLE001
             self._failed(error)
@@ -184,11 +205,22 @@ class ChannelState:
             self.memory.messages.setdefault((platform, sender_id), {}).update({i: now for i in ids})
         try:
             with self.engine.begin() as connection:
-                have = set(connection.execute(self.sa.select(self.messages_t.c.message_id).where(
-                    self.messages_t.c.platform == platform, self.messages_t.c.sender_id == sender_id,
-                    self.messages_t.c.message_id.in_(ids))).scalars().all())
-                rows = [{"platform": platform, "sender_id": sender_id, "message_id": i, "at": now}
-                        for i in ids if i not in have]
+                have = set(
+                    connection.execute(
+                        self.sa.select(self.messages_t.c.message_id).where(
+                            self.messages_t.c.platform == platform,
+                            self.messages_t.c.sender_id == sender_id,
+                            self.messages_t.c.message_id.in_(ids),
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                rows = [
+                    {"platform": platform, "sender_id": sender_id, "message_id": i, "at": now}
+                    for i in ids
+                    if i not in have
+                ]
                 if rows:
                     connection.execute(self.messages_t.insert(), rows)
             self._ok()
@@ -202,9 +234,17 @@ class ChannelState:
             ids = {i for i, at in self.memory.messages.get((platform, sender_id), {}).items() if at > cutoff}
         try:
             with self.engine.connect() as connection:
-                ids |= set(connection.execute(self.sa.select(self.messages_t.c.message_id).where(
-                    self.messages_t.c.platform == platform, self.messages_t.c.sender_id == sender_id,
-                    self.messages_t.c.at > cutoff)).scalars().all())
+                ids |= set(
+                    connection.execute(
+                        self.sa.select(self.messages_t.c.message_id).where(
+                            self.messages_t.c.platform == platform,
+                            self.messages_t.c.sender_id == sender_id,
+                            self.messages_t.c.at > cutoff,
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             self._ok()
         except Exception as error:  # noqa: BLE001
             self._failed(error)
@@ -238,12 +278,16 @@ class ChannelState:
         stored: Optional[str] = None
         try:
             with self.engine.begin() as connection:
-                stored = connection.execute(self.sa.select(self.payloads_t.c.key).where(
-                    self.payloads_t.c.payload_hash == digest)).scalar()
+                stored = connection.execute(
+                    self.sa.select(self.payloads_t.c.key).where(self.payloads_t.c.payload_hash == digest)
+                ).scalar()
                 if stored is None:
                     stored = secrets.token_hex(8)
-                    connection.execute(self.payloads_t.insert().values(key=stored, payload_hash=digest,
-                                                                       payload=payload, at=time.time()))
+                    connection.execute(
+                        self.payloads_t.insert().values(
+                            key=stored, payload_hash=digest, payload=payload, at=time.time()
+                        )
+                    )
             self._ok()
         except Exception as error:  # noqa: BLE001
             self._failed(error)
@@ -261,8 +305,11 @@ class ChannelState:
             return known
         try:
             with self.engine.connect() as connection:
-                found = connection.execute(self.sa.select(self.payloads_t.c.payload).where(
-                    self.payloads_t.c.key == key, self.payloads_t.c.at > time.time() - PAYLOADS_FOR)).scalar()
+                found = connection.execute(
+                    self.sa.select(self.payloads_t.c.payload).where(
+                        self.payloads_t.c.key == key, self.payloads_t.c.at > time.time() - PAYLOADS_FOR
+                    )
+                ).scalar()
             self._ok()
             return found
         except Exception as error:  # noqa: BLE001
@@ -277,8 +324,11 @@ class ChannelState:
         self.remove_messages(platform, sender_id)
         try:
             with self.engine.begin() as connection:
-                connection.execute(self.addresses_t.delete().where(
-                    self.addresses_t.c.platform == platform, self.addresses_t.c.sender_id == sender_id))
+                connection.execute(
+                    self.addresses_t.delete().where(
+                        self.addresses_t.c.platform == platform, self.addresses_t.c.sender_id == sender_id
+                    )
+                )
             self._ok()
         except Exception as error:  # noqa: BLE001
             self._failed(error)
@@ -288,12 +338,15 @@ class ChannelState:
         try:
             with self.engine.begin() as connection:
                 removed = connection.execute(self.seen_t.delete().where(self.seen_t.c.at < now - SEEN_FOR)).rowcount
-                removed += connection.execute(self.addresses_t.delete().where(
-                    self.addresses_t.c.at < now - ADDRESS_FOR)).rowcount
-                removed += connection.execute(self.messages_t.delete().where(
-                    self.messages_t.c.at < now - MESSAGES_FOR)).rowcount
-                removed += connection.execute(self.payloads_t.delete().where(
-                    self.payloads_t.c.at < now - PAYLOADS_FOR)).rowcount
+                removed += connection.execute(
+                    self.addresses_t.delete().where(self.addresses_t.c.at < now - ADDRESS_FOR)
+                ).rowcount
+                removed += connection.execute(
+                    self.messages_t.delete().where(self.messages_t.c.at < now - MESSAGES_FOR)
+                ).rowcount
+                removed += connection.execute(
+                    self.payloads_t.delete().where(self.payloads_t.c.at < now - PAYLOADS_FOR)
+                ).rowcount
             self._ok()
             return removed
         except Exception as error:  # noqa: BLE001

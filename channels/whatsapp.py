@@ -21,6 +21,7 @@ credentials.yml registers ``channels.whatsapp.WhatsAppInput``.
 - voice notes and photos during a live hand-off are fetched from the Graph API
   into memory and relayed to the counsellor.
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,11 +103,13 @@ class WhatsAppInput(MetaInput):
 
     @classmethod
     def config_from_env(cls, env: Optional[Dict[str, str]] = None) -> MetaConfig:
-        return MetaConfig(token=settings.get("WHATSAPP_ACCESS_TOKEN", env),
-                          app_secret=settings.get("WHATSAPP_APP_SECRET", env),
-                          verify_token=settings.get("WHATSAPP_VERIFY_TOKEN", env),
-                          graph_url=settings.get("META_GRAPH_API_URL", env).rstrip("/"),
-                          phone_number_id=settings.get("WHATSAPP_PHONE_NUMBER_ID", env))
+        return MetaConfig(
+            token=settings.get("WHATSAPP_ACCESS_TOKEN", env),
+            app_secret=settings.get("WHATSAPP_APP_SECRET", env),
+            verify_token=settings.get("WHATSAPP_VERIFY_TOKEN", env),
+            graph_url=settings.get("META_GRAPH_API_URL", env).rstrip("/"),
+            phone_number_id=settings.get("WHATSAPP_PHONE_NUMBER_ID", env),
+        )
 
     @property
     def enabled(self) -> bool:
@@ -154,15 +157,22 @@ class WhatsAppInput(MetaInput):
             return Incoming(user, "button", key, text=string(reply.get("title"), 200), payload=payload, at=at)
         if kind == "button":  # a template's quick reply
             button = mapping(message.get("button"))
-            return Incoming(user, "button", key, text=string(button.get("text"), 200),
-                            payload=string(button.get("payload"), 2000), at=at)
+            return Incoming(
+                user,
+                "button",
+                key,
+                text=string(button.get("text"), 200),
+                payload=string(button.get("payload"), 2000),
+                at=at,
+            )
         if kind in ("location", "contacts"):
             return Incoming(user, "personal", key, at=at)
         if kind in MEDIA_KINDS:
             media = mapping(message.get(kind))
             caption = string(media.get("caption"), 10000) if kind in ("image", "video", "document") else ""
-            return Incoming(user, "media", key, text=caption, media=MEDIA_KINDS[kind],
-                            ref=string(media.get("id"), 200), at=at)
+            return Incoming(
+                user, "media", key, text=caption, media=MEDIA_KINDS[kind], ref=string(media.get("id"), 200), at=at
+            )
         if kind == "request_welcome":  # the user opened the chat for the first time
             return Incoming(user, "start", key, at=at)
         if kind in IGNORED:
@@ -177,10 +187,14 @@ class WhatsAppInput(MetaInput):
         message_id = string(status.get("id"), 300)
         if user is None or not message_id:
             return None
-        codes = tuple(e["code"] for e in dicts(status.get("errors")) if isinstance(e.get("code"), int)
-                      and not isinstance(e.get("code"), bool))
-        return Incoming(user, "status", f"failed:{message_id}", ref=message_id, codes=codes,
-                        at=seconds(status.get("timestamp")))
+        codes = tuple(
+            e["code"]
+            for e in dicts(status.get("errors"))
+            if isinstance(e.get("code"), int) and not isinstance(e.get("code"), bool)
+        )
+        return Incoming(
+            user, "status", f"failed:{message_id}", ref=message_id, codes=codes, at=seconds(status.get("timestamp"))
+        )
 
     # -- per platform -------------------------------------------------------------------------------
     def window(self, last_at: float) -> Optional[str]:
@@ -191,8 +205,12 @@ class WhatsAppInput(MetaInput):
         silently: the operators are told under the case."""
         relayed = self.state.seen(self.platform, self._key("relayed", event.ref))
         window = " (more than 24 hours since the user's last message)" if WINDOW_CLOSED in event.codes else ""
-        logger.warning("WhatsApp: a %s message was not delivered (codes %s)%s", "hand-off" if relayed else "reply",
-                       list(event.codes), window)
+        logger.warning(
+            "WhatsApp: a %s message was not delivered (codes %s)%s",
+            "hand-off" if relayed else "reply",
+            list(event.codes),
+            window,
+        )
         if not relayed:
             return
         try:
@@ -222,27 +240,49 @@ class WhatsAppInput(MetaInput):
     def interactive(self, body: str, buttons: Sequence[Dict[str, Any]], language: str) -> Dict[str, Any]:
         """Reply buttons when up to 3 fit, else a list (paged beyond 10 rows)."""
         titles = [_preferred(b) for b in buttons]
-        if (len(buttons) <= REPLY_BUTTONS and all(0 < utf16_len(t) <= BUTTON_TITLE for t in titles)
-                and len(set(titles)) == len(titles)):
-            return {"type": "button", "body": {"text": body}, "action": {"buttons": [
-                {"type": "reply", "reply": {"id": self.stored_payload(str(b["payload"]), BUTTON_ID),
-                                            "title": button_title(b, BUTTON_TITLE)}} for b in buttons]}}
+        if (
+            len(buttons) <= REPLY_BUTTONS
+            and all(0 < utf16_len(t) <= BUTTON_TITLE for t in titles)
+            and len(set(titles)) == len(titles)
+        ):
+            return {
+                "type": "button",
+                "body": {"text": body},
+                "action": {
+                    "buttons": [
+                        {
+                            "type": "reply",
+                            "reply": {
+                                "id": self.stored_payload(str(b["payload"]), BUTTON_ID),
+                                "title": button_title(b, BUTTON_TITLE),
+                            },
+                        }
+                        for b in buttons
+                    ]
+                },
+            }
         rows = []
         for button in self.paged(buttons, LIST_ROWS, language):
-            row = {"id": self.stored_payload(str(button["payload"]), ROW_ID),
-                   "title": shorten(_preferred(button), ROW_TITLE) or "…"}
+            row = {
+                "id": self.stored_payload(str(button["payload"]), ROW_ID),
+                "title": shorten(_preferred(button), ROW_TITLE) or "…",
+            }
             full = " ".join(str(button.get("title") or "").split())
             if full and full != row["title"]:
                 row["description"] = shorten(full, ROW_DESCRIPTION)
             rows.append(row)
         label = shorten(message_text("label_options", language), LIST_BUTTON)
-        return {"type": "list", "body": {"text": body},
-                "action": {"button": label, "sections": [{"title": shorten(label, SECTION_TITLE), "rows": rows}]}}
+        return {
+            "type": "list",
+            "body": {"text": body},
+            "action": {"button": label, "sections": [{"title": shorten(label, SECTION_TITLE), "rows": rows}]},
+        }
 
     async def _post(self, user: str, content: Dict[str, Any]) -> Optional[str]:
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": user, **content}
-        result = await self.graph.call("POST", f"{self.config.phone_number_id}/messages", "send",  # type: ignore[union-attr]
-                                       body=body)
+        graph = self.graph
+        assert graph is not None  # the channel is off without its Graph client
+        result = await graph.call("POST", f"{self.config.phone_number_id}/messages", "send", body=body)
         if not result.ok:
             if result.code == WINDOW_CLOSED:
                 logger.warning("WhatsApp: not sent: more than 24 hours since the user's last message")
@@ -250,8 +290,9 @@ class WhatsAppInput(MetaInput):
         sent = dicts(mapping(result.data).get("messages"))
         return string(sent[0].get("id"), 300) if sent else ""
 
-    async def send_one(self, user: str, text: str, buttons: Sequence[Dict[str, Any]], mode: str,
-                       language: str) -> Optional[List[str]]:
+    async def send_one(
+        self, user: str, text: str, buttons: Sequence[Dict[str, Any]], mode: str, language: str
+    ) -> Optional[List[str]]:
         parts = split_for(text, TEXT_LIMIT)
         buttons = [b for b in buttons if b.get("payload")]
         interactive = None

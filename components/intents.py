@@ -6,6 +6,7 @@ Measured on the held-out set (bench/nlu.py) it beats DIET on this data: many
 intents (53), 15 to 35 short examples per intent and language, five languages
 sharing one model. It also trains in well under a minute and predicts in about
 a millisecond."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
@@ -30,11 +31,15 @@ def feature_text(tokens: Sequence[str], language: str = "") -> str:
 
 class IntentModel:
     def __init__(self, c: float = 20.0, max_iter: int = 3000, random_state: int = 42):
-        self.features = FeatureUnion([
-            ("words", TfidfVectorizer(analyzer="word", token_pattern=r"\S+", sublinear_tf=True)),
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True)),
-        ])
-        self.model = LogisticRegression(C=c, max_iter=max_iter, multi_class="multinomial", class_weight="balanced", random_state=random_state)
+        self.features = FeatureUnion(
+            [
+                ("words", TfidfVectorizer(analyzer="word", token_pattern=r"\S+", sublinear_tf=True)),
+                ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True)),
+            ]
+        )
+        self.model = LogisticRegression(
+            C=c, max_iter=max_iter, multi_class="multinomial", class_weight="balanced", random_state=random_state
+        )
 
     def fit(self, texts: List[str], intents: List[str]) -> "IntentModel":
         self.model.fit(self.features.fit_transform(texts), intents)

@@ -20,6 +20,7 @@ The decision whether the *conversation* changes language is not made here: the
 action server's slot validation combines this result with the current language
 (``actions/language.py``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,33 @@ from content.text import count_letters, latin_words, normalise, other_myanmar_sc
 # Words used in chat whatever the language: a message made only of them says
 # nothing about the language (the hint, or English, is the best guess, and the
 # conversation's language is kept).
-INTERNATIONAL = {"hi", "hello", "helo", "hey", "ok", "okay", "okey", "oke", "thanks", "thank", "thx", "tq", "bye",
-                 "help", "sos", "yes", "no", "pls", "plz", "please", "sorry", "good", "hotline", "passport", "visa"}
+INTERNATIONAL = {
+    "hi",
+    "hello",
+    "helo",
+    "hey",
+    "ok",
+    "okay",
+    "okey",
+    "oke",
+    "thanks",
+    "thank",
+    "thx",
+    "tq",
+    "bye",
+    "help",
+    "sos",
+    "yes",
+    "no",
+    "pls",
+    "plz",
+    "please",
+    "sorry",
+    "good",
+    "hotline",
+    "passport",
+    "visa",
+}
 
 # Greetings Malay and Indonesian speakers both write, which also happen to be
 # Vietnamese words typed without accents ("hai" = two): alone, they say "the
@@ -59,10 +85,43 @@ WEAK_MARKS = set("áéíóú")
 # in (asked which language to use), rather than read as Vietnamese or Malay.
 # Words other languages also write ("ko", "mo", "ng" in Vietnamese chat) are left
 # out; none of the training or held-out messages has two of these.
-UNSUPPORTED_LATIN = {"ang", "mga", "ako", "hindi", "ano", "paano", "saan", "bakit", "yung", "naman", "talaga",
-                     "pwede", "puwede", "gusto", "wala", "meron", "opo", "ikaw", "siya", "niya", "namin", "natin",
-                     "kayo", "sila", "kasi", "ito", "iyan", "dito", "doon", "tulungan", "tulong", "salamat",
-                     "karapatan", "nasaan", "amo"}
+UNSUPPORTED_LATIN = {
+    "ang",
+    "mga",
+    "ako",
+    "hindi",
+    "ano",
+    "paano",
+    "saan",
+    "bakit",
+    "yung",
+    "naman",
+    "talaga",
+    "pwede",
+    "puwede",
+    "gusto",
+    "wala",
+    "meron",
+    "opo",
+    "ikaw",
+    "siya",
+    "niya",
+    "namin",
+    "natin",
+    "kayo",
+    "sila",
+    "kasi",
+    "ito",
+    "iyan",
+    "dito",
+    "doon",
+    "tulungan",
+    "tulong",
+    "salamat",
+    "karapatan",
+    "nasaan",
+    "amo",
+}
 
 
 @dataclasses.dataclass
@@ -118,9 +177,7 @@ class LanguageScorer:
         self.totals = {lang: sum(c.values()) for lang, c in self.counts.items()}
         self.vocab = len(set().union(*[set(c) for c in self.counts.values()])) or 1
         self.markers = {lang: set(markers.get(lang, [])) for lang in LATIN_LANGUAGES}
-        self.multiword_markers = {
-            lang: [m for m in words if " " in m] for lang, words in self.markers.items()
-        }
+        self.multiword_markers = {lang: [m for m in words if " " in m] for lang, words in self.markers.items()}
         self._langdetect_lock = threading.Lock()
 
     # -- training -------------------------------------------------------
@@ -138,7 +195,12 @@ class LanguageScorer:
         return cls.train(read_labelled_examples(paths))
 
     def to_json(self) -> str:
-        return json.dumps({"counts": {k: dict(v) for k, v in self.counts.items()}, "markers": {k: sorted(v) for k, v in self.markers.items()}})
+        return json.dumps(
+            {
+                "counts": {k: dict(v) for k, v in self.counts.items()},
+                "markers": {k: sorted(v) for k, v in self.markers.items()},
+            }
+        )
 
     @classmethod
     def from_json(cls, data: str) -> "LanguageScorer":
@@ -163,13 +225,15 @@ class LanguageScorer:
                 return LanguageGuess(own[0], 1.0, {own[0]: 1.0}, n_words, True, f"{script} script")
         for distinct in _DISTINCT:
             if _distinct_letters(text, distinct) >= 1 and self._distinct_script(text, distinct):
-                return LanguageGuess(distinct.code, 1.0, {distinct.code: 1.0}, n_words, True,
-                                     f"{distinct.english_name.lower()} letters")
+                return LanguageGuess(
+                    distinct.code, 1.0, {distinct.code: 1.0}, n_words, True, f"{distinct.english_name.lower()} letters"
+                )
         if letters == 0:
             lang = hint or "en"
             return LanguageGuess(lang, 0.0, {lang: 0.0}, n_words, False, "no letters")
-        latin = sum(1 for ch in text if ch.isalpha() and ch.isascii()) + sum(_distinct_letters(text, lang)
-                                                                           for lang in _DISTINCT)
+        latin = sum(1 for ch in text if ch.isalpha() and ch.isascii()) + sum(
+            _distinct_letters(text, lang) for lang in _DISTINCT
+        )
         if latin * 2 < letters:
             # Another script (Burmese, Khmer, Chinese, Arabic ...): not one of ours.
             lang = hint or "en"

@@ -1,6 +1,7 @@
 """Rasa 3.6 graph components: language identification, a per-language tokenizer,
 the intent classifier and the crisis override. The logic lives in plain modules
 beside this one and in the neutral ``content`` package (registry, lexicons)."""
+
 import functools
 import logging
 from typing import Any, Dict, List, Optional, Text
@@ -54,8 +55,9 @@ class TrainedComponent(GraphComponent):
 
     FILE = ""
 
-    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-                 trained: Any = None) -> None:
+    def __init__(
+        self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource, trained: Any = None
+    ) -> None:
         self._config = {**self.get_default_config(), **config}
         self._model_storage = model_storage
         self._resource = resource
@@ -66,13 +68,24 @@ class TrainedComponent(GraphComponent):
         return {}
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "TrainedComponent":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "TrainedComponent":
         return cls(config, model_storage, resource)
 
     @classmethod
-    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> "TrainedComponent":
+    def load(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> "TrainedComponent":
         try:
             with model_storage.read_from(resource) as directory:
                 trained = cls.read(directory / cls.FILE)
@@ -122,8 +135,11 @@ class LanguageIdentifier(TrainedComponent):
         return LanguageScorer.train([])  # lexicons only
 
     def train(self, training_data: TrainingData) -> Resource:
-        pairs = [(str(m.get(TEXT)), str(training_language(m))) for m in training_data.intent_examples
-                 if m.get(TEXT) and training_language(m)]
+        pairs = [
+            (str(m.get(TEXT)), str(training_language(m)))
+            for m in training_data.intent_examples
+            if m.get(TEXT) and training_language(m)
+        ]
         logger.info("language scorer trained on %d labelled examples", len(pairs))
         return self.persist(LanguageScorer.train(pairs))
 
@@ -172,12 +188,21 @@ class MultilingualTokenizer(Tokenizer):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"intent_tokenization_flag": False, "intent_split_symbol": "_", "token_pattern": None,
-                "prefix_separator_symbol": None}
+        return {
+            "intent_tokenization_flag": False,
+            "intent_split_symbol": "_",
+            "token_pattern": None,
+            "prefix_separator_symbol": None,
+        }
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "MultilingualTokenizer":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "MultilingualTokenizer":
         cls.warm_up()
         return cls(config)
 
@@ -260,7 +285,8 @@ class TfidfIntentClassifier(TrainedComponent):
     def train(self, training_data: TrainingData) -> Resource:
         examples = [m for m in training_data.intent_examples if m.get(INTENT)]
         model = IntentModel(c=float(self._config["C"])).fit(
-            [self._text(m) for m in examples], [m.get(INTENT) for m in examples])
+            [self._text(m) for m in examples], [m.get(INTENT) for m in examples]
+        )
         logger.info("intent model trained on %d examples, %d intents", len(examples), len(model.intents))
         return self.persist(model)
 
@@ -305,8 +331,13 @@ class EmergencyOverride(GraphComponent):
         self.max_emergency_probability = float(config["max_emergency_probability"])
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "EmergencyOverride":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "EmergencyOverride":
         lexicons.warm_up()
         return cls(config)
 
@@ -316,8 +347,11 @@ class EmergencyOverride(GraphComponent):
             return None
         top = ranking[0]
         danger = sum(r.get("confidence", 0.0) for r in ranking if r.get("name") in CRISIS_INTENTS.values())
-        if (str(top.get("name", "")).startswith("ask_") and top.get("confidence", 0.0) >= self.keep_topic_confidence
-                and danger <= self.max_emergency_probability):
+        if (
+            str(top.get("name", "")).startswith("ask_")
+            and top.get("confidence", 0.0) >= self.keep_topic_confidence
+            and danger <= self.max_emergency_probability
+        ):
             return top
         return None
 

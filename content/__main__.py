@@ -1,4 +1,5 @@
 """``python -m content``: check every content file (make validate)."""
+
 import sys
 
 from content.loader import main

@@ -17,6 +17,7 @@ country they are in (or that country is unknown to us), their home country's
 line for citizens abroad is added. The language of a message is never taken as
 a nationality.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,8 +34,7 @@ ORDER = {
     "child": ("child", "trafficking"),
     "trafficking": ("trafficking", "violence"),
     "report": ("trafficking", "general", "police", "violence", "child"),
-    "helplines": ("general", "police", "ambulance", "fire", "foreigners", "trafficking", "violence", "child",
-                  "crisis"),
+    "helplines": ("general", "police", "ambulance", "fire", "foreigners", "trafficking", "violence", "child", "crisis"),
 }
 NEEDS = tuple(ORDER)
 CHANNEL_LABELS = {"phone": "☎", "sms": "SMS", "whatsapp": "WhatsApp", "web": "🌐", "email": "✉"}
@@ -48,8 +48,11 @@ def _rank(helpline: "Helpline", need: str) -> Optional[int]:
 def for_need(content: "Content", need: str, country: Optional[str], exclude: Iterable[str] = ()) -> List["Helpline"]:
     """The verified lines of ``country`` (every country's when None) for ``need``, in order."""
     skip = set(exclude)
-    chosen = [(h, _rank(h, need)) for h in content.helplines
-              if (country is None or h.country == country) and "nationals_abroad" not in h.kinds and h.id not in skip]
+    chosen = [
+        (h, _rank(h, need))
+        for h in content.helplines
+        if (country is None or h.country == country) and "nationals_abroad" not in h.kinds and h.id not in skip
+    ]
     countries = [c for c in content.countries if any(h.country == c for h, _ in chosen)]
     ranked = [(countries.index(h.country), r, i, h) for i, (h, r) in enumerate(chosen) if r is not None]
     return [h for *_, h in sorted(ranked, key=lambda item: item[:3])]
@@ -64,8 +67,8 @@ def abroad_lines(content: "Content", nationality: Optional[str], country: Option
 
 def format_line(helpline: "Helpline", language: str, now: Optional[dt.datetime] = None) -> str:
     """• name
-      ☎ 191 · WhatsApp 019-261 5999 (open 24 hours)
-      where it works, when not everywhere"""
+    ☎ 191 · WhatsApp 019-261 5999 (open 24 hours)
+    where it works, when not everywhere"""
     parts = []
     for channel in helpline.channels:
         value = str(channel["value"])
@@ -85,8 +88,13 @@ def format_line(helpline: "Helpline", language: str, now: Optional[dt.datetime] 
     return line + (f"\n  {area}" if area else "")
 
 
-def block(content: "Content", helplines: Iterable["Helpline"], language: str, group_by_country: bool,
-          now: Optional[dt.datetime] = None) -> str:
+def block(
+    content: "Content",
+    helplines: Iterable["Helpline"],
+    language: str,
+    group_by_country: bool,
+    now: Optional[dt.datetime] = None,
+) -> str:
     lines: List[str] = []
     current = None
     for helpline in helplines:
@@ -97,9 +105,16 @@ def block(content: "Content", helplines: Iterable["Helpline"], language: str, gr
     return "\n".join(lines).strip()
 
 
-def numbers_text(content: "Content", need: str, language: str, country: Optional[str],
-                 nationality: Optional[str] = None, now: Optional[dt.datetime] = None,
-                 exclude: Iterable[str] = (), abroad_from: Optional[str] = None) -> Tuple[str, List[str]]:
+def numbers_text(
+    content: "Content",
+    need: str,
+    language: str,
+    country: Optional[str],
+    nationality: Optional[str] = None,
+    now: Optional[dt.datetime] = None,
+    exclude: Iterable[str] = (),
+    abroad_from: Optional[str] = None,
+) -> Tuple[str, List[str]]:
     """The numbers for a need as one message, and the ids of the lines it holds
     (none: it says plainly that no confirmed number is known).
 
@@ -117,21 +132,26 @@ def numbers_text(content: "Content", need: str, language: str, country: Optional
     parts: List[str] = []
     home_abroad: List["Helpline"] = []
     if abroad_from and country and abroad_from != country:
-        home_abroad = [h for h in content.helplines if h.country == country and "nationals_abroad" in h.kinds
-                       and h.id not in set(exclude)]
+        home_abroad = [
+            h
+            for h in content.helplines
+            if h.country == country and "nationals_abroad" in h.kinds and h.id not in set(exclude)
+        ]
         if home_abroad:
             parts.append(text("numbers_intro_abroad", language, country=place))
             parts.append(block(content, home_abroad, language, group_by_country=False, now=now))
     if country and not known:
         parts.append(text("helplines_no_numbers_country", language, country=place))
     elif lines:
-        intro_key = {"emergency": "numbers_intro_emergency", "crisis": "numbers_intro_crisis",
-                     "child": "numbers_intro_child"}.get(need, "numbers_intro")
+        intro_key = {
+            "emergency": "numbers_intro_emergency",
+            "crisis": "numbers_intro_crisis",
+            "child": "numbers_intro_child",
+        }.get(need, "numbers_intro")
         parts.append(text(intro_key, language, country=place) if country else text(intro_key + "_all", language))
         parts.append(block(content, lines, language, group_by_country=not country, now=now))
     else:
-        parts.append(text("helplines_none_of_kind", language, country=place,
-                          kind=text(f"need_{need}", language)))
+        parts.append(text("helplines_none_of_kind", language, country=place, kind=text(f"need_{need}", language)))
         if need == "child" and known:  # never police numbers for a crisis of self-harm
             fallback = for_need(content, "emergency", country)
             if fallback:
@@ -140,14 +160,14 @@ def numbers_text(content: "Content", need: str, language: str, country: Optional
                 lines = fallback
     abroad = [] if home_abroad else abroad_lines(content, nationality, country if known else None)
     if abroad:
-        parts.append(text("numbers_intro_abroad", language,
-                          country=content.country_name(nationality, language)))
+        parts.append(text("numbers_intro_abroad", language, country=content.country_name(nationality, language)))
         parts.append(block(content, abroad, language, group_by_country=False, now=now))
     return "\n\n".join(p for p in parts if p), [h.id for h in home_abroad + lines + abroad]
 
 
-def crisis_text(content: "Content", need: str, language: str, country: Optional[str],
-                nationality: Optional[str] = None) -> str:
+def crisis_text(
+    content: "Content", need: str, language: str, country: Optional[str], nationality: Optional[str] = None
+) -> str:
     """A crisis's numbers as one message, the way the crisis action shows them:
     the country's lines when we know the country, else one short line per
     country (:func:`compact_text`), never the long all-country list. The hand-off
@@ -163,14 +183,22 @@ def compact_text(content: "Content", need: str, language: str, nationality: Opti
     read on one screen."""
     lines = []
     for code in content.countries:
-        numbers = [str(c["value"]) for h in for_need(content, need, code) for c in h.channels
-                   if c["type"] in ("phone", "sms", "whatsapp")]
+        numbers = [
+            str(c["value"])
+            for h in for_need(content, need, code)
+            for c in h.channels
+            if c["type"] in ("phone", "sms", "whatsapp")
+        ]
         if numbers:
             unique = list(dict.fromkeys(numbers))
             phone = CHANNEL_LABELS["phone"]  # the mark the web page and apps turn into a tap-to-call link
             lines.append(f"{content.country_name(code, language)}: {' · '.join(f'{phone} {n}' for n in unique[:4])}")
-    parts = [text("numbers_intro_" + need + "_all", language) if need in ("emergency", "crisis", "child")
-             else text("numbers_intro_all", language), "\n".join(lines)]
+    parts = [
+        text("numbers_intro_" + need + "_all", language)
+        if need in ("emergency", "crisis", "child")
+        else text("numbers_intro_all", language),
+        "\n".join(lines),
+    ]
     abroad = abroad_lines(content, nationality, None)
     if abroad:
         parts.append(text("numbers_intro_abroad", language, country=content.country_name(nationality, language)))
@@ -180,8 +208,7 @@ def compact_text(content: "Content", need: str, language: str, nationality: Opti
 
 def first_numbers(content: "Content", need: str, country: Optional[str], limit: int = 2) -> str:
     """The first numbers for a need in a country, for a short reminder ("191 · 1669")."""
-    numbers = [str(c["value"]) for h in for_need(content, need, country) for c in h.channels
-               if c["type"] == "phone"]
+    numbers = [str(c["value"]) for h in for_need(content, need, country) for c in h.channels if c["type"] == "phone"]
     return " · ".join(list(dict.fromkeys(numbers))[:limit])
 
 

@@ -14,6 +14,7 @@ language"; tests/test_registry.py walks that checklist for a made-up language):
 - ``data/lexicons/<code>/``: ``emergency.yml``, ``self_harm.yml``,
   ``signals.yml`` and, for a Latin-script language, ``markers.yml``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,6 +69,7 @@ SCRIPTS: Dict[str, Tuple[Tuple[int, int], ...]] = {
     "myanmar": ((0x1000, 0x109F), (0xA9E0, 0xA9FF), (0xAA60, 0xAA7F)),
     "khmer": ((0x1780, 0x17FF), (0x19E0, 0x19FF)),
 }
+
 
 def _load() -> Tuple[Language, ...]:
     """The entries of data/languages.yml (the registry's one file)."""

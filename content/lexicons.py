@@ -26,6 +26,7 @@ message of more than ``LONG_MESSAGE`` characters, a danger pattern counts only i
 its last two sentences or, in its last part, in a sentence that says now,
 tonight, still ... (``present``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,15 +44,24 @@ from content.text import normalise, strip_accents
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("minor_self", "reporter", "child_other", "practitioner_role", "survivor_role", "clear_yes", "not_now",
-           "fear_of_being_seen", "present", "writer_in_danger")
+SIGNALS = (
+    "minor_self",
+    "reporter",
+    "child_other",
+    "practitioner_role",
+    "survivor_role",
+    "clear_yes",
+    "not_now",
+    "fear_of_being_seen",
+    "present",
+    "writer_in_danger",
+)
 CRISES = ("emergency", "self_harm")
 BUILTIN_EMERGENCY = (r"\bsos\b", r"\bmayday\b")  # universal distress words, whatever the files say
 LONG_MESSAGE = 400
 RECENT_SHARE = 0.25  # the last part of a long message where a sign of now still counts
 ADULT_AGE = 18
-DIGITS = str.maketrans("၀၁၂၃၄၅၆၇၈၉០១២៣៤៥៦៧៨៩໐໑໒໓໔໕໖໗໘໙๐๑๒๓๔๕๖๗๘๙",
-                       "0123456789" "0123456789" "0123456789" "0123456789")
+DIGITS = str.maketrans("၀၁၂၃၄၅၆၇၈၉០១២៣៤៥៦៧៨៩໐໑໒໓໔໕໖໗໘໙๐๑๒๓๔๕๖๗๘๙", "0123456789012345678901234567890123456789")
 SENTENCE_RE = re.compile(r"(?<=[.!?。\n])\s+|(?<=[។၊။])\s*")
 
 
@@ -97,9 +107,10 @@ def load(language: str, directory: Optional[str] = None) -> Lexicon:
     samples: Dict[str, Dict[str, List[str]]] = {}
     for crisis in CRISES:
         data = _read(folder / f"{crisis}.yml")
-        crises[crisis] = Patterns(_compile(data.get("patterns") or [], f"{language}/{crisis}.yml patterns"),
-                                  _compile(data.get("negative_patterns") or [],
-                                           f"{language}/{crisis}.yml negative_patterns"))
+        crises[crisis] = Patterns(
+            _compile(data.get("patterns") or [], f"{language}/{crisis}.yml patterns"),
+            _compile(data.get("negative_patterns") or [], f"{language}/{crisis}.yml negative_patterns"),
+        )
         samples.update({f"{crisis}:{k}": v for k, v in (data.get("samples") or {}).items()})
     data = _read(folder / "signals.yml")
     signals = {name: _compile(data.get(name) or [], f"{language}/signals.yml {name}") for name in SIGNALS}
@@ -131,7 +142,7 @@ def _window(text: str, present: Tuple["re.Pattern[str]", ...]) -> str:
     if len(text) <= LONG_MESSAGE:
         return text
     sentences = _sentences(text)
-    tail = sentences[int(len(sentences) * (1 - RECENT_SHARE)):-2] if len(sentences) > 2 else []
+    tail = sentences[int(len(sentences) * (1 - RECENT_SHARE)) : -2] if len(sentences) > 2 else []
     keep = sentences[-2:] + [s for s in tail if any(p.search(s) for p in present)]
     return " ".join(keep)
 
@@ -183,8 +194,11 @@ def signal(text: Optional[str], name: str, language: Optional[str] = None) -> bo
     husband, whose friend). An ``age`` group must be under 18."""
     if not text or not isinstance(text, str):
         return False
-    codes = tuple(dict.fromkeys(c for c in (language, languages.DEFAULT) if languages.is_supported(c))) \
-        if languages.is_supported(language) else languages.CODES
+    codes = (
+        tuple(dict.fromkeys(c for c in (language, languages.DEFAULT) if languages.is_supported(c)))
+        if languages.is_supported(language)
+        else languages.CODES
+    )
     variants = forms(text)
     for code in codes:
         for pattern in load(code).signals.get(name, ()):

@@ -5,6 +5,7 @@ problem naming the file and the field (``make validate``; ``make run`` runs it
 before starting). The action server loads the same files lazily and keeps the
 last good version when a file is edited into a broken state.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,18 @@ from content.paths import data_dir, project_root  # noqa: F401 - project_root is
 logger = logging.getLogger(__name__)
 
 REVIEW_STATUSES = ("machine-translated", "native-reviewed")
-KINDS = ("general", "police", "ambulance", "fire", "crisis", "child", "violence", "trafficking",
-         "nationals_abroad", "foreigners")
+KINDS = (
+    "general",
+    "police",
+    "ambulance",
+    "fire",
+    "crisis",
+    "child",
+    "violence",
+    "trafficking",
+    "nationals_abroad",
+    "foreigners",
+)
 EMERGENCY_KINDS = ("general", "police", "ambulance", "fire")
 CHANNEL_TYPES = ("phone", "sms", "whatsapp", "web", "email")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -132,6 +143,7 @@ class Content:
 
 # -- reading ---------------------------------------------------------------
 
+
 def _read_yaml(path: pathlib.Path, problems: List[str]) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -192,7 +204,11 @@ def _check_guide(path: pathlib.Path, raw: Any, taxonomy: Dict, problems: List[st
         problems.append(f"{path}: sources: at least one source is required")
         sources = []
     for i, source in enumerate(sources):
-        if not isinstance(source, dict) or not _nonempty_str(source.get("title")) or not _nonempty_str(source.get("url")):
+        if (
+            not isinstance(source, dict)
+            or not _nonempty_str(source.get("title"))
+            or not _nonempty_str(source.get("url"))
+        ):
             problems.append(f"{path}: sources[{i}]: needs a title and a url")
     related = raw.get("related") or []
     for rel in related:
@@ -219,8 +235,10 @@ def _check_guide(path: pathlib.Path, raw: Any, taxonomy: Dict, problems: List[st
         if _nonempty_str(entry.get("survivor")):
             size, limit, unit = first_message_size(entry["survivor"], lang)
             if size > limit:
-                problems.append(f"{path}: languages.{lang}.survivor: {size} {unit}, more than the {limit} "
-                                "that fit one phone screen (the rest belongs in survivor_more)")
+                problems.append(
+                    f"{path}: languages.{lang}.survivor: {size} {unit}, more than the {limit} "
+                    "that fit one phone screen (the rest belongs in survivor_more)"
+                )
     notes = raw.get("country_notes") or {}
     if not isinstance(notes, dict):
         problems.append(f"{path}: country_notes: must be a mapping of country codes")
@@ -234,8 +252,12 @@ def _check_guide(path: pathlib.Path, raw: Any, taxonomy: Dict, problems: List[st
     if len(problems) > start:
         return None
     return Guide(
-        topic=str(topic), area=area, path=path, country_dependent=bool(raw.get("country_dependent")),
-        related=tuple(related), sources=tuple(sources),
+        topic=str(topic),
+        area=area,
+        path=path,
+        country_dependent=bool(raw.get("country_dependent")),
+        related=tuple(related),
+        sources=tuple(sources),
         languages={k: dict(v) for k, v in languages.items() if k in LANGUAGES},
         country_notes={str(k): dict(v) for k, v in notes.items()},
     )
@@ -259,7 +281,9 @@ def load_guides(root: pathlib.Path, taxonomy: Dict, problems: List[str]) -> Dict
             guides[guide.topic] = guide
     for topic_id in taxonomy:
         if topic_id not in seen:
-            problems.append(f"{root / 'guides'}/{taxonomy[topic_id]['area']}/{topic_id}.yml: file missing for taxonomy id {topic_id}")
+            problems.append(
+                f"{root / 'guides'}/{taxonomy[topic_id]['area']}/{topic_id}.yml: file missing for taxonomy id {topic_id}"
+            )
     return guides
 
 
@@ -301,7 +325,11 @@ def load_helplines(root: pathlib.Path, countries: Dict, problems: List[str]) -> 
         if not channels:
             problems.append(f"{where}.channels: at least one")
         for j, channel in enumerate(channels):
-            if not isinstance(channel, dict) or channel.get("type") not in CHANNEL_TYPES or not _nonempty_str(str(channel.get("value") or "")):
+            if (
+                not isinstance(channel, dict)
+                or channel.get("type") not in CHANNEL_TYPES
+                or not _nonempty_str(str(channel.get("value") or ""))
+            ):
                 problems.append(f"{where}.channels[{j}]: needs a type ({', '.join(CHANNEL_TYPES)}) and a value")
             elif "note" in channel:
                 _per_language(f"{where}.channels[{j}].note", channel.get("note"), problems)
@@ -323,11 +351,21 @@ def load_helplines(root: pathlib.Path, countries: Dict, problems: List[str]) -> 
             problems.append(f"{where}.languages: a list (empty when the source does not say)")
         if len(problems) > start:
             continue
-        result.append(Helpline(
-            id=entry["id"], country=entry["country"], kinds=tuple(kinds), names=names,
-            channels=tuple(channels), hours=dict(hours or {}), languages=tuple(entry.get("languages") or ()),
-            area=area, ref=str(entry["ref"]), source=entry["source"], checked=str(entry["checked"]),
-        ))
+        result.append(
+            Helpline(
+                id=entry["id"],
+                country=entry["country"],
+                kinds=tuple(kinds),
+                names=names,
+                channels=tuple(channels),
+                hours=dict(hours or {}),
+                languages=tuple(entry.get("languages") or ()),
+                area=area,
+                ref=str(entry["ref"]),
+                source=entry["source"],
+                checked=str(entry["checked"]),
+            )
+        )
     ids = [h.id for h in result]
     for dup in {x for x in ids if ids.count(x) > 1}:
         problems.append(f"{path}: id '{dup}' used twice")
@@ -377,7 +415,13 @@ _cache: Dict[str, Any] = {"content": None, "stamp": None}
 
 
 def _stamp(root: pathlib.Path) -> Tuple:
-    files = [root / "taxonomy.yml", root / "helplines.yml", root / "countries.yml", root / "messages.yml", *sorted((root / "guides").glob("*/*.yml"))]
+    files = [
+        root / "taxonomy.yml",
+        root / "helplines.yml",
+        root / "countries.yml",
+        root / "messages.yml",
+        *sorted((root / "guides").glob("*/*.yml")),
+    ]
     return tuple((str(f), f.stat().st_mtime_ns) for f in files if f.exists())
 
 
@@ -410,8 +454,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     reviewed = sum(1 for g in content.guides.values() for e in g.languages.values() if e["review"] == "native-reviewed")
-    print(f"Content OK: {len(content.guides)} topics x {len(LANGUAGES)} languages "
-          f"({reviewed} answers native-reviewed), {len(content.helplines)} helplines, {len(content.countries)} countries.")
+    print(
+        f"Content OK: {len(content.guides)} topics x {len(LANGUAGES)} languages "
+        f"({reviewed} answers native-reviewed), {len(content.helplines)} helplines, {len(content.countries)} countries."
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """The one reader of the NLU example files (data/nlu/<language>/*.yml) for the
 language scorer, the search, the checks and the benchmarks."""
+
 from __future__ import annotations
 
 import pathlib
@@ -20,8 +21,11 @@ def nlu_examples(path: pathlib.Path) -> List[Tuple[str, str, Optional[str]]]:
             continue
         lang = (block.get("metadata") or {}).get("language")
         intent = str(block.get("intent") or "")
-        examples.extend((line[2:].strip(), intent, str(lang) if lang else None)
-                        for line in block["examples"].splitlines() if line.startswith("- "))
+        examples.extend(
+            (line[2:].strip(), intent, str(lang) if lang else None)
+            for line in block["examples"].splitlines()
+            if line.startswith("- ")
+        )
     return examples
 
 
@@ -29,8 +33,11 @@ def blocks_without_language(path: pathlib.Path) -> List[str]:
     """The intents of blocks that do not say their language (they would drop out
     of the language model's training without a word)."""
     data = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    return [str(block.get("intent")) for block in data.get("nlu") or []
-            if isinstance(block, dict) and block.get("intent") and not (block.get("metadata") or {}).get("language")]
+    return [
+        str(block.get("intent"))
+        for block in data.get("nlu") or []
+        if isinstance(block, dict) and block.get("intent") and not (block.get("metadata") or {}).get("language")
+    ]
 
 
 def read_labelled_examples(paths: Iterable[pathlib.Path]) -> List[Tuple[str, str]]:

@@ -1,4 +1,5 @@
 """Where the project and its data live (``WAYPOINT_ROOT``, ``WAYPOINT_DATA_DIR``)."""
+
 from __future__ import annotations
 
 import pathlib

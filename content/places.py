@@ -17,6 +17,7 @@ Burmese, Khmer and Lao names as written, as substrings (those scripts put no
 spaces between words). The longest match wins, so "lao cai" is Vietnam (not
 Laos), "mang thai" (pregnant) is no place and "ภาษาไทย" is a language.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,24 +32,32 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Words just before a name that say "I am there" (accents folded), and after it
 # for Burmese (postposition).
-LOCATED_BEFORE = re.compile(r"(?<!\w)(?:in|at|inside|di|kat|dekat|dkt|dlm|dalam|sini di|o|tai|ben|dang o|"
-                            r"now in|stuck in|here in|ada di|skrg di|sekarang di|sy di|aku di|saya di|sang|qua ben)"
-                            r"[\s:,-]*$")
+LOCATED_BEFORE = re.compile(
+    r"(?<!\w)(?:in|at|inside|di|kat|dekat|dkt|dlm|dalam|sini di|o|tai|ben|dang o|"
+    r"now in|stuck in|here in|ada di|skrg di|sekarang di|sy di|aku di|saya di|sang|qua ben)"
+    r"[\s:,-]*$"
+)
 LOCATED_BEFORE_SCRIPT = re.compile(r"(?:อยู่|ที่|ตอนนี้อยู่|ใน|នៅ|ក្នុង|ຢູ່|ທີ່|ໃນ)\s*$")
 LOCATED_AFTER_SCRIPT = re.compile(r"^\s*(?:မှာ|ထဲမှာ)")
-FROM_BEFORE = re.compile(r"(?<!\w)(?:from|dari|asal|asal dari|org|orang|tu|tu ben|nguoi|quê|que|"
-                         r"(?:back\s+)?home\s+in|kampung\s+(?:halaman\s+)?(?:saya\s+|aku\s+|sy\s+|ku\s+)?(?:di|kat)|tanah\s+air|"
-                         r"que\s+(?:o|nha\s+o)|ve\s+nuoc|nuoc\s+minh\s+o)[\s:,-]*$")
+FROM_BEFORE = re.compile(
+    r"(?<!\w)(?:from|dari|asal|asal dari|org|orang|tu|tu ben|nguoi|quê|que|"
+    r"(?:back\s+)?home\s+in|kampung\s+(?:halaman\s+)?(?:saya\s+|aku\s+|sy\s+|ku\s+)?(?:di|kat)|tanah\s+air|"
+    r"que\s+(?:o|nha\s+o)|ve\s+nuoc|nuoc\s+minh\s+o)[\s:,-]*$"
+)
 FROM_BEFORE_SCRIPT = re.compile(r"(?:มาจาก|คน|ชาว|មកពី|ຈາກ|ມາຈາກ)\s*$")
 # The writer's own place, where a message names two ("my friend is in Cambodia,
 # I'm in Ipoh"): a first person just before the locative.
-SELF_BEFORE = re.compile(r"(?<!\w)(?:i\s*'?\s*m|im|i\s+am|i\s+live|we\s+are|we\s*'?re|saya|sy|aku|ak|gue|gw|kami|"
-                         r"toi|tui|em|minh|bon\s+em|chung\s+toi)\s+(?:\w+\s+){0,2}?"
-                         r"(?:in|at|di|kat|dekat|dkt|dlm|o|dang\s+o|ben)[\s:,-]*$|"
-                         r"(?<!\w)(?:now|currently|skrg|sekarang|skg|kini|gio|bay\s+gio|hien\s+dang|hien\s+tai)\s+"
-                         r"(?:in|at|di|kat|dekat|dkt|o|dang\s+o|ben)[\s:,-]*$")
-SELF_BEFORE_SCRIPT = re.compile(r"(?:(?:ผม|ฉัน|หนู|เรา|ดิฉัน|กู)\s*(?:ตอนนี้|ทำงาน)?|ตอนนี้)\s*(?:อยู่|อยู่ที่|ที่)\s*$|"
-                                r"ខ្ញុំ\s*(?:\S+\s*)?នៅ\s*$|ຂ້ອຍ\s*(?:\S+\s*)?ຢູ່\s*$")
+SELF_BEFORE = re.compile(
+    r"(?<!\w)(?:i\s*'?\s*m|im|i\s+am|i\s+live|we\s+are|we\s*'?re|saya|sy|aku|ak|gue|gw|kami|"
+    r"toi|tui|em|minh|bon\s+em|chung\s+toi)\s+(?:\w+\s+){0,2}?"
+    r"(?:in|at|di|kat|dekat|dkt|dlm|o|dang\s+o|ben)[\s:,-]*$|"
+    r"(?<!\w)(?:now|currently|skrg|sekarang|skg|kini|gio|bay\s+gio|hien\s+dang|hien\s+tai)\s+"
+    r"(?:in|at|di|kat|dekat|dkt|o|dang\s+o|ben)[\s:,-]*$"
+)
+SELF_BEFORE_SCRIPT = re.compile(
+    r"(?:(?:ผม|ฉัน|หนู|เรา|ดิฉัน|กู)\s*(?:ตอนนี้|ทำงาน)?|ตอนนี้)\s*(?:อยู่|อยู่ที่|ที่)\s*$|"
+    r"ខ្ញុំ\s*(?:\S+\s*)?នៅ\s*$|ຂ້ອຍ\s*(?:\S+\s*)?ຢູ່\s*$"
+)
 LATIN = re.compile(r"[a-z]")
 
 
@@ -76,8 +85,7 @@ class Found:
     matches: Tuple[Match, ...] = ()
 
     def _countries(self, kinds: Tuple[str, ...], test=lambda m: True) -> FrozenSet[str]:
-        return frozenset(m.entry.country for m in self.matches
-                         if m.entry.kind in kinds and m.entry.country and test(m))
+        return frozenset(m.entry.country for m in self.matches if m.entry.kind in kinds and m.entry.country and test(m))
 
     @property
     def named(self) -> FrozenSet[str]:
@@ -121,8 +129,15 @@ def _entries(raw_countries: Dict, raw_places: Dict) -> List[Entry]:
         if not form:
             return
         script = _is_script(form)
-        entries.append(Entry(form if (script or as_written) else strip_accents(form), kind, country, script,
-                             folded=not (script or as_written)))
+        entries.append(
+            Entry(
+                form if (script or as_written) else strip_accents(form),
+                kind,
+                country,
+                script,
+                folded=not (script or as_written),
+            )
+        )
 
     for code, info in (raw_countries or {}).items():
         for name in list((info or {}).get("names", {}).values()) + list((info or {}).get("aliases") or []):
@@ -173,9 +188,11 @@ class Matcher:
         written = normalise(text[:4000])
         folded = strip_accents(written)
         spans: List[Tuple[int, int, Entry, str]] = []
-        for pattern, where, folded_form, script in ((self._latin, folded, True, False),
-                                                    (self._written, written, False, False),
-                                                    (self._script, written, False, True)):
+        for pattern, where, folded_form, script in (
+            (self._latin, folded, True, False),
+            (self._written, written, False, False),
+            (self._script, written, False, True),
+        ):
             if pattern is None:
                 continue
             for m in pattern.finditer(where):
@@ -193,11 +210,14 @@ class Matcher:
             taken.append((start, end))
             if entry.kind in ("not_place", "language"):
                 continue
-            before = where[max(0, start - 24):start]
+            before = where[max(0, start - 24) : start]
             before_folded = strip_accents(before)
-            after = where[end:end + 8]
-            located = bool(LOCATED_BEFORE.search(before_folded) or LOCATED_BEFORE_SCRIPT.search(before)
-                           or LOCATED_AFTER_SCRIPT.search(after))
+            after = where[end : end + 8]
+            located = bool(
+                LOCATED_BEFORE.search(before_folded)
+                or LOCATED_BEFORE_SCRIPT.search(before)
+                or LOCATED_AFTER_SCRIPT.search(after)
+            )
             from_here = bool(FROM_BEFORE.search(before_folded) or FROM_BEFORE_SCRIPT.search(before))
             self_located = bool(SELF_BEFORE.search(before_folded) or SELF_BEFORE_SCRIPT.search(before))
             matches.append(Match(entry, start, end, located or self_located, from_here, self_located))

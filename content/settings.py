@@ -5,6 +5,7 @@ names below, never ``os.environ`` directly; the README's configuration table
 lists exactly these (tests/test_settings.py checks both). Secrets only ever come
 from the environment; nothing secret has a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,25 +33,59 @@ SETTINGS: Tuple[Setting, ...] = (
     # -- servers
     _s("WAYPOINT_RASA_PORT", "5005", "Rasa server port (always on 127.0.0.1 with make run)"),
     _s("WAYPOINT_ACTIONS_PORT", "5055", "action server port (always on 127.0.0.1)"),
-    _s("WAYPOINT_ACTIONS_TOKEN", "", "shared secret: the action server refuses requests without it (make run makes a random one per start)", True),
+    _s(
+        "WAYPOINT_ACTIONS_TOKEN",
+        "",
+        "shared secret: the action server refuses requests without it (make run makes a random one per start)",
+        True,
+    ),
     _s("WAYPOINT_ACTIONS_URL", "", "the action servers' webhook through a balancer (scale-out configuration)"),
     _s("WAYPOINT_API_TOKEN", "", "turns on Rasa's HTTP API, guarded by this token (unset: API off)", True),
-    _s("WAYPOINT_ACTION_TIMEOUT_SECONDS", "4", "deadline of one call from the Rasa server to the action server; after it the Rasa server answers itself (degraded answer)"),
+    _s(
+        "WAYPOINT_ACTION_TIMEOUT_SECONDS",
+        "4",
+        "deadline of one call from the Rasa server to the action server; after it the Rasa server answers itself (degraded answer)",
+    ),
     _s("WAYPOINT_BREAKER_FAILURES", "2", "action-server failures in a row that open the circuit breaker"),
-    _s("WAYPOINT_BREAKER_RESET_SECONDS", "15", "how long the breaker stays open before one call tries the action server again"),
+    _s(
+        "WAYPOINT_BREAKER_RESET_SECONDS",
+        "15",
+        "how long the breaker stays open before one call tries the action server again",
+    ),
     _s("WAYPOINT_RASA_SPEEDUPS", "1", "0 turns off the Rasa 3.6 patches in plugins/speedups.py (for measuring)"),
     _s("WAYPOINT_LEAN", "1", "0 lets Rasa import every default component (and TensorFlow) as stock Rasa does"),
-    _s("WAYPOINT_DIALOGUE", "on", "off: every turn is read alone, by Rasa's rules only (for measuring the dialogue rules)"),
+    _s(
+        "WAYPOINT_DIALOGUE",
+        "on",
+        "off: every turn is read alone, by Rasa's rules only (for measuring the dialogue rules)",
+    ),
     _s("SANIC_HOST", "127.0.0.1", "interface the action server listens on"),
-    _s("SANIC_PROXIES_COUNT", "", "behind a reverse proxy: how many proxies set X-Forwarded-For (web chat address limits)"),
+    _s(
+        "SANIC_PROXIES_COUNT",
+        "",
+        "behind a reverse proxy: how many proxies set X-Forwarded-For (web chat address limits)",
+    ),
     _s("SANIC_REAL_IP_HEADER", "", "behind a reverse proxy: the header that carries the client's address"),
     _s("LOG_LEVEL", "INFO", "log level; message text is never logged at INFO or above"),
     # -- storage
     _s("WAYPOINT_VAR", "var", "runtime data: SQLite files, logs"),
     _s("WAYPOINT_TRACKER_DB", "", "SQLite tracker store file (default $WAYPOINT_VAR/tracker.db)"),
-    _s("WAYPOINT_STATE_DB", "", "the Rasa server's own SQLite store: hand-off cases, Telegram state (default $WAYPOINT_VAR/waypoint.db); never shared with the action server"),
-    _s("WAYPOINT_STATE_URL", "", "a SQLAlchemy URL for that store instead (default: PostgreSQL when WAYPOINT_PG_HOST is set, else the SQLite file)", True),
-    _s("WAYPOINT_PG_HOST", "", "PostgreSQL host (scale-out configuration: tracker store and the Rasa servers' own tables)"),
+    _s(
+        "WAYPOINT_STATE_DB",
+        "",
+        "the Rasa server's own SQLite store: hand-off cases, Telegram state (default $WAYPOINT_VAR/waypoint.db); never shared with the action server",
+    ),
+    _s(
+        "WAYPOINT_STATE_URL",
+        "",
+        "a SQLAlchemy URL for that store instead (default: PostgreSQL when WAYPOINT_PG_HOST is set, else the SQLite file)",
+        True,
+    ),
+    _s(
+        "WAYPOINT_PG_HOST",
+        "",
+        "PostgreSQL host (scale-out configuration: tracker store and the Rasa servers' own tables)",
+    ),
     _s("WAYPOINT_PG_PORT", "5432", "PostgreSQL port"),
     _s("WAYPOINT_PG_DB", "waypoint", "PostgreSQL database"),
     _s("WAYPOINT_PG_USER", "waypoint", "PostgreSQL user"),
@@ -64,24 +99,51 @@ SETTINGS: Tuple[Setting, ...] = (
     _s("WAYPOINT_DATA_DIR", "", "another content folder instead of data/ (tests)"),
     _s("WAYPOINT_ROOT", "", "the project folder (found automatically)"),
     # -- hand-off
-    _s("WAYPOINT_OPERATORS_CHAT_ID", "", "numeric id of the counsellors' Telegram group (unset: live hand-off off; users get helplines)"),
+    _s(
+        "WAYPOINT_OPERATORS_CHAT_ID",
+        "",
+        "numeric id of the counsellors' Telegram group (unset: live hand-off off; users get helplines)",
+    ),
     _s("WAYPOINT_OPERATOR_HOURS", "always", "when counsellors are on duty, e.g. 'mon-fri 09:00-17:00 Asia/Bangkok'"),
-    _s("WAYPOINT_HANDOFF_TIMEOUT_SECONDS", "600", "no counsellor accepts within this time: the user is told honestly and gets helplines"),
+    _s(
+        "WAYPOINT_HANDOFF_TIMEOUT_SECONDS",
+        "600",
+        "no counsellor accepts within this time: the user is told honestly and gets helplines",
+    ),
     _s("WAYPOINT_OPERATORS_LANGUAGE", "en", "language of the bot's texts in the operators' chat"),
     # -- identity
-    _s("WAYPOINT_ID_SECRET", "", "key of the hashes that replace platform ids in the tracker store and of the encrypted chat addresses (default: derived from the Telegram token; Messenger and WhatsApp stay off without one)", True),
+    _s(
+        "WAYPOINT_ID_SECRET",
+        "",
+        "key of the hashes that replace platform ids in the tracker store and of the encrypted chat addresses (default: derived from the Telegram token; Messenger and WhatsApp stay off without one)",
+        True,
+    ),
     # -- Telegram
     _s("TELEGRAM_BOT_TOKEN", "", "the bot's token (unset: Telegram off)", True),
-    _s("TELEGRAM_WEBHOOK_SECRET", "", "checked against X-Telegram-Bot-Api-Secret-Token (default: derived from the token)", True),
+    _s(
+        "TELEGRAM_WEBHOOK_SECRET",
+        "",
+        "checked against X-Telegram-Bot-Api-Secret-Token (default: derived from the token)",
+        True,
+    ),
     _s("TELEGRAM_API_BASE_URL", "", "another Bot API server (tests, self-hosted)"),
     _s("TELEGRAM_POLLING", "", "1: the Rasa server reads getUpdates itself (make telegram-poll)"),
     _s("TELEGRAM_DELETE_NOTICE_SECONDS", "30", "how long the 'deleted' confirmation stays in the chat"),
     _s("TELEGRAM_MAX_TEXT_CHARS", "4000", "longer messages are cut before the NLU sees them (the user is told)"),
     _s("TELEGRAM_MAX_MESSAGES_PER_MINUTE", "30", "per chat; beyond it the user is asked to slow down"),
     # -- Messenger and WhatsApp
-    _s("META_GRAPH_API_URL", "https://graph.facebook.com/v21.0", "the Graph API base, with its version (tests point it at a local fake)"),
+    _s(
+        "META_GRAPH_API_URL",
+        "https://graph.facebook.com/v21.0",
+        "the Graph API base, with its version (tests point it at a local fake)",
+    ),
     _s("MESSENGER_PAGE_ACCESS_TOKEN", "", "the Facebook page's access token (unset: Messenger off)", True),
-    _s("MESSENGER_APP_SECRET", "", "the Meta app's secret: every webhook POST's X-Hub-Signature-256 is checked with it", True),
+    _s(
+        "MESSENGER_APP_SECRET",
+        "",
+        "the Meta app's secret: every webhook POST's X-Hub-Signature-256 is checked with it",
+        True,
+    ),
     _s("MESSENGER_VERIFY_TOKEN", "", "answer to Meta's subscription handshake (hub.verify_token)", True),
     _s("WHATSAPP_ACCESS_TOKEN", "", "WhatsApp Cloud API access token (unset: WhatsApp off)", True),
     _s("WHATSAPP_PHONE_NUMBER_ID", "", "the business phone number's id in the Cloud API"),

@@ -1,4 +1,5 @@
 """Text normalisation and language-aware word splitting shared by NLU, search and channels."""
+
 from __future__ import annotations
 
 import functools
@@ -11,10 +12,7 @@ THAI_RE = re.compile(r"[\u0E00-\u0E7F]")
 THAI_RUN_RE = re.compile(r"[\u0E00-\u0E7F]+")
 # Latin letters with diacritics that are used in Vietnamese and (almost) never in
 # English, Indonesian or Malay text.
-VI_STRONG = set(
-    "ăâđêôơư"
-    "àảãạằẳẵặắầẩẫậấèẻẽẹềểễệếìỉĩịòỏõọồổỗộốờởỡợớùủũụừửữựứỳỷỹỵý"
-)
+VI_STRONG = set("ăâđêôơưàảãạằẳẵặắầẩẫậấèẻẽẹềểễệếìỉĩịòỏõọồổỗộốờởỡợớùủũụừửữựứỳỷỹỵý")
 VI_WEAK = set("áéíóú")  # also in loanwords and names (café, José)
 WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 LINK_RE = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
@@ -76,9 +74,7 @@ def strip_accents(text: str) -> str:
     """'tôi bị giữ hộ chiếu' -> 'toi bi giu ho chieu' (đ -> d)."""
     text = text.replace("đ", "d").replace("Đ", "D")
     decomposed = unicodedata.normalize("NFD", text)
-    return unicodedata.normalize(
-        "NFC", "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
-    )
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn"))
 
 
 def latin_words(text: str) -> List[str]:
@@ -162,7 +158,8 @@ def lao_words(text: str) -> List[str]:
 MYANMAR_SYLLABLE_RE = re.compile(
     r"(?:[\u1000-\u102A\u103F\u104C-\u104F\u1050-\u1055]"
     r"(?:\u1039[\u1000-\u1021]|[\u102B-\u103E\u1056-\u1059\u1062-\u1064\u1067-\u106D\u1071-\u1074"
-    r"\u1082-\u108D\u108F\u109A-\u109D]|[\u1000-\u1021](?=\u103A|\u1039))*)|[\u1040-\u1049]+")
+    r"\u1082-\u108D\u108F\u109A-\u109D]|[\u1000-\u1021](?=\u103A|\u1039))*)|[\u1040-\u1049]+"
+)
 
 
 def myanmar_words(text: str) -> List[str]:
@@ -180,7 +177,7 @@ def _script_words(text: str, run_re: "re.Pattern[str]", cut) -> List[str]:
     words: List[str] = []
     pos = 0
     for m in run_re.finditer(text):
-        words.extend(latin_words(text[pos:m.start()]))
+        words.extend(latin_words(text[pos : m.start()]))
         words.extend(w for w in cut(m.group(0)) if w.strip())
         pos = m.end()
     words.extend(latin_words(text[pos:]))
@@ -204,6 +201,7 @@ def icu_words(text: str) -> List[str]:
     break iterator (PyICU, already loaded for Zawgyi): the same cuts as
     khmer-nltk and laonlp on our data, at about a tenth of their memory
     (bench/reports/memory.md); other runs by word regex."""
+
     def cut(run: str) -> List[str]:
         with _icu_lock:  # one iterator, not safe to share between threads
             breaker = _icu_word_breaker()
@@ -217,8 +215,15 @@ def icu_words(text: str) -> List[str]:
     return _script_words(text, DICTIONARY_SCRIPTS_RE, cut)
 
 
-SEGMENTERS = {"words": latin_words, "pythainlp": thai_words, "pyvi": vietnamese_words, "khmer-nltk": khmer_words,
-              "laonlp": lao_words, "myanmar-syllables": myanmar_words, "icu": icu_words}
+SEGMENTERS = {
+    "words": latin_words,
+    "pythainlp": thai_words,
+    "pyvi": vietnamese_words,
+    "khmer-nltk": khmer_words,
+    "laonlp": lao_words,
+    "myanmar-syllables": myanmar_words,
+    "icu": icu_words,
+}
 
 
 def language_of_script(text: str) -> Optional[str]:
@@ -248,6 +253,7 @@ def words(text: str, language: Optional[str] = None) -> List[str]:
 
 
 # -- splitting a reply into messages a platform accepts ---------------------------
+
 
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2

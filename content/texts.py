@@ -1,4 +1,5 @@
 """A message of data/messages.yml in a language, its placeholders filled."""
+
 from __future__ import annotations
 
 import string

@@ -10,6 +10,7 @@
 Channels reach it through :func:`get_relay`; the action server never imports
 it (it only asks for a person, in a marker at the end of its turn).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional

@@ -9,6 +9,7 @@
 A case holds ids, states and what the user agreed to share (the topic, a
 redacted summary of topic ids); never message text.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,17 @@ class Case:
         case_id = str(marker.get("case_id") or "")
         if not CASE_ID_RE.match(case_id) or channel not in CHANNELS:
             return None
-        clean = {k: (str(marker[k])[:200] if marker.get(k) is not None else None)
-                 for k in ("language", "country", "topic", "summary")}
-        return cls(case_id, sender_id, channel, clean["language"] or "en", clean["country"], clean["topic"],
-                   clean["summary"], deadline=time.time() + timeout)
+        clean = {
+            k: (str(marker[k])[:200] if marker.get(k) is not None else None)
+            for k in ("language", "country", "topic", "summary")
+        }
+        return cls(
+            case_id,
+            sender_id,
+            channel,
+            clean["language"] or "en",
+            clean["country"],
+            clean["topic"],
+            clean["summary"],
+            deadline=time.time() + timeout,
+        )

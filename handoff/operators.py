@@ -12,6 +12,7 @@ answer. Operators answer by replying to any message of a case or with
 ``/reply <case> text``; ``/end`` (as a reply or ``/end <case>``) closes it.
 The bot works with Telegram's group privacy mode on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,13 @@ logger = logging.getLogger(__name__)
 
 ACCEPT_PREFIX = "wp-accept:"
 MEMBER_STATUSES = ("member", "administrator", "creator")
-STATE_LINES = {WAITING: "operators_waiting", LIVE: "operators_live", CLOSED: "operators_closed",
-               "expired": "operators_expired", "cancelled": "operators_cancelled"}
+STATE_LINES = {
+    WAITING: "operators_waiting",
+    LIVE: "operators_live",
+    CLOSED: "operators_closed",
+    "expired": "operators_expired",
+    "cancelled": "operators_cancelled",
+}
 
 
 class OperatorsDesk:
@@ -61,8 +67,11 @@ class OperatorsDesk:
         from content.loader import get_content
 
         guides = get_content().guides
-        return re.sub(r"\b[a-z]+\.[a-z_]+\b", lambda m: guides[m.group(0)].text(self.language, "title")
-                      if m.group(0) in guides else m.group(0), summary)
+        return re.sub(
+            r"\b[a-z]+\.[a-z_]+\b",
+            lambda m: guides[m.group(0)].text(self.language, "title") if m.group(0) in guides else m.group(0),
+            summary,
+        )
 
     def post_text(self, case: Case) -> str:
         from content.loader import get_content
@@ -74,8 +83,15 @@ class OperatorsDesk:
             country = get_content().country_name(case.country, self.language) if case.country else "—"
             lang = languages.get(case.language)
             language = f"{lang.native_name if lang else case.language} ({case.language})"
-            lines.append(self.op("operators_case", case=case.case_id, language=language, country=country,
-                                 topic=self._title(case.topic)))
+            lines.append(
+                self.op(
+                    "operators_case",
+                    case=case.case_id,
+                    language=language,
+                    country=country,
+                    topic=self._title(case.topic),
+                )
+            )
             if case.summary:
                 lines.append(self.op("operators_summary", summary=self._summary(case.summary)))
         if case.emergency:
@@ -137,7 +153,8 @@ class OperatorsDesk:
 
     async def relay_from_user(self, case: Case, text: str, flagged: bool = False) -> bool:
         body = (self.op("operators_emergency") + "\n" if flagged else "") + self.op(
-            "operators_from_user", case=case.case_id, text=text)
+            "operators_from_user", case=case.case_id, text=text
+        )
         return bool(await self.send(case, body))
 
     async def relay_media(self, case: Case, kind: str, fetch: Callable[[], Awaitable[Any]]) -> bool:
@@ -187,7 +204,7 @@ class OperatorsDesk:
 
     async def _on_button(self, query: Any) -> None:
         data = query.data or ""
-        case_id = data[len(ACCEPT_PREFIX):] if data.startswith(ACCEPT_PREFIX) else ""
+        case_id = data[len(ACCEPT_PREFIX) :] if data.startswith(ACCEPT_PREFIX) else ""
         case = await self.relay.accept(case_id) if case_id else None
         if case is None:
             await self.client.answer_callback(query.id, self.op("operators_taken"))
@@ -257,10 +274,13 @@ class OperatorsDesk:
         if not text:
             await self._reply(message, self.op("operators_usage"), case)
             return
-        self.relay.repo.remember_message(message.message_id, case.case_id)  # a reply to the operator's own message works too
+        self.relay.repo.remember_message(
+            message.message_id, case.case_id
+        )  # a reply to the operator's own message works too
         language, _ = await self.relay._language_country(case.sender_id, case)
-        delivered = await self.relay.to_user(case.sender_id, case.channel,
-                                             [{"text": message_text("handoff_counsellor", language, text=text)}])
+        delivered = await self.relay.to_user(
+            case.sender_id, case.channel, [{"text": message_text("handoff_counsellor", language, text=text)}]
+        )
         if not delivered:
             logger.warning("hand-off case %s: a counsellor message could not be delivered", case.case_id)
             await self._reply(message, self.op("operators_not_delivered", case=case.case_id), case)

@@ -9,6 +9,7 @@ never on disk:
 - :class:`FallbackQueues`: Redis while it answers, this process's memory when it
   does not (one warning), so a hand-off never stops for an outage.
 """
+
 from __future__ import annotations
 
 import collections
@@ -81,8 +82,9 @@ class FallbackQueues:
 
     def _failed(self, error: Exception) -> None:
         if not self._warned:
-            logger.warning("hand-off queues: Redis unreachable (%s); this server's memory until it is back",
-                           type(error).__name__)
+            logger.warning(
+                "hand-off queues: Redis unreachable (%s); this server's memory until it is back", type(error).__name__
+            )
             self._warned = True
 
     def push(self, sender_id: str, items: List[Dict[str, Any]]) -> None:
@@ -114,9 +116,14 @@ def redis_client(env: Optional[Dict[str, str]] = None) -> Any:
         return None
     import redis
 
-    return redis.Redis(host=host, port=settings.get_int("WAYPOINT_REDIS_PORT", env),
-                       password=settings.get("WAYPOINT_REDIS_PASSWORD", env) or None,
-                       db=settings.get_int("WAYPOINT_REDIS_DB", env), socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis.Redis(
+        host=host,
+        port=settings.get_int("WAYPOINT_REDIS_PORT", env),
+        password=settings.get("WAYPOINT_REDIS_PASSWORD", env) or None,
+        db=settings.get_int("WAYPOINT_REDIS_DB", env),
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+    )
 
 
 def from_settings(env: Optional[Dict[str, str]] = None) -> FallbackQueues:

@@ -27,6 +27,7 @@ of self-harm the crisis lines, at once, and the operators are warned.
 "Delete my data" during a case closes it, removes its relayed messages from the
 operators' chat (Telegram allows that for 48 hours) and deletes the case.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -229,8 +230,14 @@ class Relay:
             await self.desk.notice(case, "operators_not_delivered")
         return case
 
-    async def finish(self, case: Case, state: str, user_steps: List[Step], reason: Optional[str] = None,
-                     notify_operators: bool = True) -> bool:
+    async def finish(
+        self,
+        case: Case,
+        state: str,
+        user_steps: List[Step],
+        reason: Optional[str] = None,
+        notify_operators: bool = True,
+    ) -> bool:
         from rasa.shared.core.events import ConversationResumed, SlotSet
 
         moved, was, current = self.repo.move(case.case_id, state)
@@ -241,8 +248,10 @@ class Relay:
             self.repo.update(case.case_id, reason=reason)
             current.reason = reason
         self._stop_timer(case.case_id)
-        events = ([ConversationResumed()] if was == LIVE else []) + [SlotSet("handoff_stage", None),
-                                                                     SlotSet("handoff_case", None)]
+        events = ([ConversationResumed()] if was == LIVE else []) + [
+            SlotSet("handoff_stage", None),
+            SlotSet("handoff_case", None),
+        ]
         await self.tracker_events(case.sender_id, events)  # the assistant answers again before the user is told
         if user_steps:
             await self.say(case.sender_id, case.channel, user_steps, current)
@@ -255,7 +264,7 @@ class Relay:
     # -- the user's side ----------------------------------------------------------------------------------
     @staticmethod
     def user_command(text: str, language: str) -> Optional[str]:
-        """"/end", "/cancel" or the web page's control labels, else None."""
+        """ "/end", "/cancel" or the web page's control labels, else None."""
         words = text.strip().lower().rstrip(".!。")
         if words.startswith("/"):
             words = words.split("@", 1)[0]
@@ -303,8 +312,9 @@ class Relay:
             await self.say(sender_id, case.channel, [("say", "handoff_not_delivered")], case)
         return True
 
-    async def intercept_media(self, sender_id: str, channel: str, kind: str, fetch: Callable[[], Awaitable[Any]]
-                              ) -> bool:
+    async def intercept_media(
+        self, sender_id: str, channel: str, kind: str, fetch: Callable[[], Awaitable[Any]]
+    ) -> bool:
         """A voice note or a photo during a live case goes to the counsellor
         (many workers speak rather than type); True when it was a live case."""
         case = self.case_of(sender_id)

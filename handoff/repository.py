@@ -12,6 +12,7 @@ action server touches.
 Tables hold ids, states, timestamps and what the user agreed to share (a topic,
 a redacted summary of topic ids); never message text.
 """
+
 from __future__ import annotations
 
 import abc
@@ -27,7 +28,6 @@ CASE_FIELDS = tuple(f.name for f in dataclasses.fields(Case) if f.name != "relay
 Moved = Tuple[bool, Optional[str], Optional[Case]]  # (moved, the state it was in, the case as it is now)
 
 
-
 def open_engine(url: str) -> Any:
     """A SQLAlchemy engine for the Rasa server's own tables (hand-off cases,
     channel state): SQLite with its folder made, deleted rows overwritten
@@ -37,9 +37,10 @@ def open_engine(url: str) -> Any:
     import sqlalchemy as sa
 
     if url.startswith("sqlite:///"):
-        pathlib.Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+
         @sa.event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:  # pragma: no cover - called by SQLAlchemy
             cursor = connection.cursor()
@@ -47,6 +48,7 @@ def open_engine(url: str) -> Any:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA busy_timeout = 5000")
             cursor.close()
+
     return engine
 
 
@@ -66,6 +68,7 @@ def create_tables(meta: Any, engine: Any, attempts: int = 5) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random() * 0.5)
+
 
 class CaseRepository(abc.ABC):
     @abc.abstractmethod
@@ -239,29 +242,39 @@ class SQLRepository(CaseRepository):
         self.engine = open_engine(url)
         meta = sa.MetaData()
         self.cases = sa.Table(
-            "waypoint_handoff_cases", meta,
+            "waypoint_handoff_cases",
+            meta,
             sa.Column("case_id", sa.String(16), primary_key=True),
             sa.Column("sender_id", sa.String(128), nullable=False, index=True),
-            sa.Column("channel", sa.String(16)), sa.Column("language", sa.String(8)),
-            sa.Column("country", sa.String(8)), sa.Column("topic", sa.String(64)),
-            sa.Column("summary", sa.Text), sa.Column("state", sa.String(16), nullable=False, index=True),
-            sa.Column("reason", sa.String(64)), sa.Column("post_id", sa.BigInteger),
+            sa.Column("channel", sa.String(16)),
+            sa.Column("language", sa.String(8)),
+            sa.Column("country", sa.String(8)),
+            sa.Column("topic", sa.String(64)),
+            sa.Column("summary", sa.Text),
+            sa.Column("state", sa.String(16), nullable=False, index=True),
+            sa.Column("reason", sa.String(64)),
+            sa.Column("post_id", sa.BigInteger),
             sa.Column("emergency", sa.Boolean, nullable=False, default=False),
-            sa.Column("deadline", sa.Float), sa.Column("created_at", sa.Float), sa.Column("updated_at", sa.Float),
+            sa.Column("deadline", sa.Float),
+            sa.Column("created_at", sa.Float),
+            sa.Column("updated_at", sa.Float),
         )
         self.relayed = sa.Table(
-            "waypoint_handoff_relayed", meta,
+            "waypoint_handoff_relayed",
+            meta,
             sa.Column("case_id", sa.String(16), primary_key=True),
             sa.Column("message_id", sa.BigInteger, primary_key=True),
         )
         self.messages = sa.Table(
-            "waypoint_handoff_messages", meta,
+            "waypoint_handoff_messages",
+            meta,
             sa.Column("message_id", sa.BigInteger, primary_key=True),
             sa.Column("case_id", sa.String(16), nullable=False, index=True),
             sa.Column("at", sa.Float, nullable=False),
         )
         self.interrupted = sa.Table(
-            "waypoint_handoff_interrupted", meta,
+            "waypoint_handoff_interrupted",
+            meta,
             sa.Column("sender_id", sa.String(128), primary_key=True),
             sa.Column("at", sa.Float, nullable=False),
         )
@@ -274,8 +287,13 @@ class SQLRepository(CaseRepository):
         values = dict(row._mapping)
         values["emergency"] = bool(values.get("emergency"))
         values["post_id"] = int(values["post_id"]) if values.get("post_id") is not None else None
-        relayed = connection.execute(self.sa.select(self.relayed.c.message_id)
-                                     .where(self.relayed.c.case_id == values["case_id"])).scalars().all()
+        relayed = (
+            connection.execute(
+                self.sa.select(self.relayed.c.message_id).where(self.relayed.c.case_id == values["case_id"])
+            )
+            .scalars()
+            .all()
+        )
         return Case(**values, relayed=[int(i) for i in relayed])
 
     def _one(self, where: Any) -> Optional[Case]:
@@ -299,9 +317,12 @@ class SQLRepository(CaseRepository):
     def open_case_for(self, sender_id: str) -> Optional[Case]:
         sa = self.sa
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(self.cases).where(
-                self.cases.c.sender_id == sender_id, self.cases.c.state.in_(OPEN))
-                .order_by(self.cases.c.created_at.desc()).limit(1)).first()
+            row = connection.execute(
+                sa.select(self.cases)
+                .where(self.cases.c.sender_id == sender_id, self.cases.c.state.in_(OPEN))
+                .order_by(self.cases.c.created_at.desc())
+                .limit(1)
+            ).first()
             return self._case(connection, row)
 
     def open_cases(self) -> List[Case]:
@@ -311,8 +332,9 @@ class SQLRepository(CaseRepository):
 
     def update(self, case_id: str, **fields: Any) -> None:
         with self.engine.begin() as connection:
-            connection.execute(self.cases.update().where(self.cases.c.case_id == case_id)
-                               .values(**fields, updated_at=time.time()))
+            connection.execute(
+                self.cases.update().where(self.cases.c.case_id == case_id).values(**fields, updated_at=time.time())
+            )
 
     def move(self, case_id: str, new: str) -> Moved:
         current = self.get(case_id)
@@ -322,24 +344,34 @@ class SQLRepository(CaseRepository):
         if not allowed(was, new):
             return False, was, current
         with self.engine.begin() as connection:
-            done = connection.execute(self.cases.update().where(
-                self.cases.c.case_id == case_id, self.cases.c.state == was).values(
-                state=new, updated_at=time.time())).rowcount
+            done = connection.execute(
+                self.cases.update()
+                .where(self.cases.c.case_id == case_id, self.cases.c.state == was)
+                .values(state=new, updated_at=time.time())
+            ).rowcount
         now = self.get(case_id)
         return bool(done), was if done else (now.state if now else None), now
 
     def flag_emergency(self, case_id: str) -> bool:
         with self.engine.begin() as connection:
-            return bool(connection.execute(self.cases.update().where(
-                self.cases.c.case_id == case_id, self.cases.c.emergency.is_(False)).values(emergency=True)).rowcount)
+            return bool(
+                connection.execute(
+                    self.cases.update()
+                    .where(self.cases.c.case_id == case_id, self.cases.c.emergency.is_(False))
+                    .values(emergency=True)
+                ).rowcount
+            )
 
     def add_relayed(self, case_id: str, message_ids: Iterable[int]) -> None:
         rows = [{"case_id": case_id, "message_id": int(i)} for i in message_ids]
         if not rows:
             return
         with self.engine.begin() as connection:
-            existing = set(connection.execute(self.sa.select(self.relayed.c.message_id).where(
-                self.relayed.c.case_id == case_id)).scalars().all())
+            existing = set(
+                connection.execute(self.sa.select(self.relayed.c.message_id).where(self.relayed.c.case_id == case_id))
+                .scalars()
+                .all()
+            )
             rows = [r for r in rows if r["message_id"] not in existing]
             if rows:
                 connection.execute(self.relayed.insert(), rows)
@@ -350,17 +382,23 @@ class SQLRepository(CaseRepository):
 
     def remember_message(self, message_id: int, case_id: str) -> None:
         with self.engine.begin() as connection:
-            done = connection.execute(self.messages.update().where(self.messages.c.message_id == int(message_id))
-                                      .values(case_id=case_id, at=time.time())).rowcount
+            done = connection.execute(
+                self.messages.update()
+                .where(self.messages.c.message_id == int(message_id))
+                .values(case_id=case_id, at=time.time())
+            ).rowcount
             if not done:
-                connection.execute(self.messages.insert().values(message_id=int(message_id), case_id=case_id,
-                                                                 at=time.time()))
+                connection.execute(
+                    self.messages.insert().values(message_id=int(message_id), case_id=case_id, at=time.time())
+                )
 
     def message_case(self, message_id: int) -> Optional[str]:
         with self.engine.connect() as connection:
-            return connection.execute(self.sa.select(self.messages.c.case_id).where(
-                self.messages.c.message_id == int(message_id),
-                self.messages.c.at > time.time() - MESSAGE_TTL)).scalar()
+            return connection.execute(
+                self.sa.select(self.messages.c.case_id).where(
+                    self.messages.c.message_id == int(message_id), self.messages.c.at > time.time() - MESSAGE_TTL
+                )
+            ).scalar()
 
     def interrupt(self, sender_id: str) -> None:
         with self.engine.begin() as connection:
@@ -369,20 +407,24 @@ class SQLRepository(CaseRepository):
 
     def pop_interrupted(self, sender_id: str) -> bool:
         with self.engine.begin() as connection:
-            return bool(connection.execute(self.interrupted.delete().where(
-                self.interrupted.c.sender_id == sender_id)).rowcount)
+            return bool(
+                connection.execute(self.interrupted.delete().where(self.interrupted.c.sender_id == sender_id)).rowcount
+            )
 
     def _delete_cases(self, connection: Any, case_ids: List[str]) -> None:
         for start in range(0, len(case_ids), 500):
-            chunk = case_ids[start:start + 500]
+            chunk = case_ids[start : start + 500]
             connection.execute(self.relayed.delete().where(self.relayed.c.case_id.in_(chunk)))
             connection.execute(self.messages.delete().where(self.messages.c.case_id.in_(chunk)))
             connection.execute(self.cases.delete().where(self.cases.c.case_id.in_(chunk)))
 
     def delete_for_sender(self, sender_id: str) -> int:
         with self.engine.begin() as connection:
-            mine = list(connection.execute(self.sa.select(self.cases.c.case_id).where(
-                self.cases.c.sender_id == sender_id)).scalars().all())
+            mine = list(
+                connection.execute(self.sa.select(self.cases.c.case_id).where(self.cases.c.sender_id == sender_id))
+                .scalars()
+                .all()
+            )
             self._delete_cases(connection, mine)
             connection.execute(self.interrupted.delete().where(self.interrupted.c.sender_id == sender_id))
         self._checkpoint()
@@ -391,8 +433,11 @@ class SQLRepository(CaseRepository):
     def purge_older_than(self, days: float) -> int:
         cutoff = time.time() - days * 86400
         with self.engine.begin() as connection:
-            old = list(connection.execute(self.sa.select(self.cases.c.case_id).where(
-                self.cases.c.updated_at < cutoff)).scalars().all())
+            old = list(
+                connection.execute(self.sa.select(self.cases.c.case_id).where(self.cases.c.updated_at < cutoff))
+                .scalars()
+                .all()
+            )
             self._delete_cases(connection, old)
             connection.execute(self.messages.delete().where(self.messages.c.at < cutoff))
             connection.execute(self.interrupted.delete().where(self.interrupted.c.at < cutoff))
@@ -420,6 +465,7 @@ def from_settings(env: Optional[Dict[str, str]] = None) -> CaseRepository:
     try:
         return SQLRepository(settings.state_url(env))
     except Exception as error:  # noqa: BLE001 - any database failure at start
-        logging.getLogger(__name__).error("hand-off cases: the store cannot be opened (%s); this server's memory "
-                                          "instead", type(error).__name__)
+        logging.getLogger(__name__).error(
+            "hand-off cases: the store cannot be opened (%s); this server's memory instead", type(error).__name__
+        )
         return MemoryRepository()

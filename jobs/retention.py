@@ -9,6 +9,7 @@ It works on the Rasa server's stores: the tracker store endpoints.yml
 configures (SQLite by default, PostgreSQL in the scale-out configuration) and
 the Rasa server's own tables (content.settings.state_url()). Logs only counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,12 @@ async def purge_once(endpoints: pathlib.Path, days: float) -> Tuple[int, int]:
     finally:
         cases.close()
     get_state().purge()
-    logger.info("retention: %d conversation(s) and %d hand-off case(s) older than %g days deleted",
-                conversations, removed_cases, days)
+    logger.info(
+        "retention: %d conversation(s) and %d hand-off case(s) older than %g days deleted",
+        conversations,
+        removed_cases,
+        days,
+    )
     return conversations, removed_cases
 
 

@@ -10,6 +10,7 @@ the one it was written against (a hash of it, :func:`source_matches`), each on
 its own: another Rasa version keeps its own code for whatever changed, with a
 warning naming the patch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,10 @@ def source_matches(function: Any, expected: str, patch: str) -> bool:
     """True when ``function`` is the code ``patch`` was written for."""
     found = source_hash(getattr(function, "__func__", function))
     if found != expected:
-        logger.warning("Rasa's %s is not the version %s was written for; Rasa's own code stays",
-                       getattr(function, "__qualname__", function), patch)
+        logger.warning(
+            "Rasa's %s is not the version %s was written for; Rasa's own code stays",
+            getattr(function, "__qualname__", function),
+            patch,
+        )
         return False
     return True

@@ -25,6 +25,7 @@ falls back to Rasa's own session start; ``action_validate_slot_mappings``
 (the sticky language, the country) to no change. Log lines name the action
 and the error type, never the message.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -95,8 +96,9 @@ class Breaker:
             self.last_failure.clear()
         if self.failures >= self.threshold and (self.opened_at is None or self.state == "half-open"):
             self.opened_at = time.monotonic()
-            logger.warning("action server failing: circuit breaker open for %.0f s; the Rasa server answers",
-                           self.reset_after)
+            logger.warning(
+                "action server failing: circuit breaker open for %.0f s; the Rasa server answers", self.reset_after
+            )
 
 
 _breaker: Optional[Breaker] = None
@@ -106,8 +108,9 @@ _installed: Dict[str, bool] = {}
 def breaker() -> Breaker:
     global _breaker
     if _breaker is None:
-        _breaker = Breaker(settings.get_int("WAYPOINT_BREAKER_FAILURES"),
-                           settings.get_float("WAYPOINT_BREAKER_RESET_SECONDS"))
+        _breaker = Breaker(
+            settings.get_int("WAYPOINT_BREAKER_FAILURES"), settings.get_float("WAYPOINT_BREAKER_RESET_SECONDS")
+        )
     return _breaker
 
 
@@ -152,12 +155,12 @@ def warm_content() -> None:
     try:
         get_content()
     except (ContentError, OSError) as error:
-        logger.error("degraded answers: content not loaded at start (%s); will retry when needed",
-                     type(error).__name__)
+        logger.error("degraded answers: content not loaded at start (%s); will retry when needed", type(error).__name__)
 
 
-async def guarded_run(original: Any, action: Any, output_channel: Any, nlg: Any, tracker: Any, domain: Any
-                      ) -> List[Any]:
+async def guarded_run(
+    original: Any, action: Any, output_channel: Any, nlg: Any, tracker: Any, domain: Any
+) -> List[Any]:
     from rasa.core.actions.action import ActionExecutionRejection
     from rasa.shared.exceptions import RasaException
 
@@ -175,8 +178,11 @@ async def guarded_run(original: Any, action: Any, output_channel: Any, nlg: Any,
             raise
         except (asyncio.TimeoutError, RasaException) as error:
             guard.failed(tracker.sender_id, turn)
-            logger.error("action server: %s failed (%s); the Rasa server answers", name,
-                         "no answer in time" if isinstance(error, asyncio.TimeoutError) else type(error).__name__)
+            logger.error(
+                "action server: %s failed (%s); the Rasa server answers",
+                name,
+                "no answer in time" if isinstance(error, asyncio.TimeoutError) else type(error).__name__,
+            )
     else:  # not called: not a failure of the action server (it would re-open the breaker for everyone)
         logger.warning("action server: %s not called (breaker %s); the Rasa server answers", name, guard.state)
     return await fallback_events(name, output_channel, nlg, tracker, domain)
@@ -242,5 +248,9 @@ def degraded_messages(tracker: Any) -> List[Dict[str, Any]]:
         return [{"text": text("degraded", language)}]
     except Exception as error:  # noqa: BLE001 - content unreadable: still never silent
         logger.error("degraded answer: content unavailable (%s)", type(error).__name__)
-        return [{"text": "Sorry, something went wrong on our side. Please try again in a minute. "
-                         "If you are in danger, call your local emergency number."}]
+        return [
+            {
+                "text": "Sorry, something went wrong on our side. Please try again in a minute. "
+                "If you are in danger, call your local emergency number."
+            }
+        ]

@@ -5,6 +5,7 @@ own command line, unchanged (``python -m plugins.launch run --model ...`` is
 One log line says which plug-ins are on. Rasa's ``train``, ``test`` and
 ``shell`` also run through here (make test, make shell).
 """
+
 from __future__ import annotations
 
 import logging

@@ -67,6 +67,7 @@ lazy or read) and stays off on its own when that changed, with a warning.
 before Rasa is imported (plugins.launch calls it first); a module already
 imported by then cannot be made lazy and its change reports off.
 """
+
 from __future__ import annotations
 
 import ast
@@ -213,8 +214,7 @@ class _OnFirstUse(_Wrapped):
 def _lazy_train_utils() -> bool:
     if LAZY_MODULE in sys.modules:
         return False
-    if not _file_matches(_package_file("rasa", "utils/train_utils.py"), EXPECTED["train_utils"],
-                         "lazy_train_utils"):
+    if not _file_matches(_package_file("rasa", "utils/train_utils.py"), EXPECTED["train_utils"], "lazy_train_utils"):
         return False
     sys.meta_path.insert(0, _Hook(LAZY_MODULE, _OnFirstUse))
     return True
@@ -279,11 +279,20 @@ def _thinc_probe() -> bool:
 def _default_component_modules(path: pathlib.Path | None) -> dict[str, str]:
     """Class name -> module, from default_components.py's own imports (not run)."""
     tree = ast.parse(path.read_text(encoding="utf-8")) if path else ast.Module(body=[], type_ignores=[])
-    listed = {element.id for node in tree.body if isinstance(node, ast.Assign)
-              for element in getattr(node.value, "elts", []) if isinstance(element, ast.Name)}
-    return {alias.asname or alias.name: node.module for node in tree.body
-            if isinstance(node, ast.ImportFrom) and node.module
-            for alias in node.names if (alias.asname or alias.name) in listed}
+    listed = {
+        element.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for element in getattr(node.value, "elts", [])
+        if isinstance(element, ast.Name)
+    }
+    return {
+        alias.asname or alias.name: node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+        if (alias.asname or alias.name) in listed
+    }
 
 
 def _registry() -> bool:
@@ -356,8 +365,9 @@ def _defer_train_schema() -> bool:
     from rasa.engine.storage.storage import ModelMetadata
 
     original = ModelMetadata.__dict__.get("from_dict")
-    if not isinstance(original, classmethod) or not source_matches(original, EXPECTED["metadata_from_dict"],
-                                                                   "deferred_train_schema"):
+    if not isinstance(original, classmethod) or not source_matches(
+        original, EXPECTED["metadata_from_dict"], "deferred_train_schema"
+    ):
         return False
     deferred = _deferred_schema_class()
     read = original.__func__

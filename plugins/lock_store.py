@@ -30,6 +30,7 @@ says so once, and Redis is used again as soon as it answers. Two servers may
 then handle one conversation's messages at the same moment; that is the price
 of answering at all while Redis is down.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,12 +61,16 @@ class AtomicRedisLockStore(RedisLockStore):
         import redis
 
         causes = [error, error.__cause__, error.__context__]
-        return any(isinstance(c, (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError))
-                   for c in causes if c is not None)
+        return any(
+            isinstance(c, (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError))
+            for c in causes
+            if c is not None
+        )
 
     @contextlib.asynccontextmanager
-    async def lock(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME,
-                   wait_time_in_seconds: float = 1) -> AsyncIterator[TicketLock]:
+    async def lock(
+        self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
+    ) -> AsyncIterator[TicketLock]:
         ticket: Optional[int] = None
         try:
             ticket = self.issue_ticket(conversation_id, lock_lifetime)
@@ -74,8 +79,11 @@ class AtomicRedisLockStore(RedisLockStore):
             if not self._unreachable(error):
                 raise
             if not self._down:
-                logger.warning("lock store: Redis unreachable (%s); conversations are locked in this server's "
-                               "memory until it is back", type(error).__name__)
+                logger.warning(
+                    "lock store: Redis unreachable (%s); conversations are locked in this server's "
+                    "memory until it is back",
+                    type(error).__name__,
+                )
                 self._down = True
             async with self.fallback.lock(conversation_id, lock_lifetime, wait_time_in_seconds) as memory_lock:
                 yield memory_lock
@@ -91,8 +99,9 @@ class AtomicRedisLockStore(RedisLockStore):
             except Exception as error:  # noqa: BLE001 - the ticket expires by itself (its lifetime)
                 logger.warning("lock store: a ticket could not be given back (%s)", type(error).__name__)
 
-    def _transact(self, conversation_id: str,
-                  change: Callable[[Optional[TicketLock]], Tuple[Optional[TicketLock], T]]) -> T:
+    def _transact(
+        self, conversation_id: str, change: Callable[[Optional[TicketLock]], Tuple[Optional[TicketLock], T]]
+    ) -> T:
         """Reads the lock, applies `change` (which returns the lock to write,
         or None to delete it, and a result) and writes it, all or nothing."""
         import redis

@@ -36,6 +36,7 @@ already; the action server answers an identical request a second time from a
 short cache without running the action again (actions/server.py), so no action
 runs twice.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,8 +68,11 @@ def install() -> Dict[str, bool]:
         return {name: False for name in names}
     if _installed:
         return dict(_installed)
-    _installed = {"validate_once": _validate_once(), "event_types": _cache_event_types(),
-                  "kept_alive_connections": _reuse_connections()}
+    _installed = {
+        "validate_once": _validate_once(),
+        "event_types": _cache_event_types(),
+        "kept_alive_connections": _reuse_connections(),
+    }
     return dict(_installed)
 
 
@@ -106,8 +110,9 @@ def _cache_event_types() -> bool:
     from rasa.shared.core.events import Event
 
     original = Event.__dict__.get("resolve_by_type")
-    if not isinstance(original, staticmethod) or not source_matches(original.__func__, EXPECTED["events"],
-                                                                    "event_types"):
+    if not isinstance(original, staticmethod) or not source_matches(
+        original.__func__, EXPECTED["events"], "event_types"
+    ):
         return False
     lookup = original.__func__
     found: Dict[str, Any] = {}
@@ -157,9 +162,12 @@ def _reuse_connections() -> bool:
     config = endpoints.EndpointConfig
     original_session = config.__dict__.get("session")
     original_request = config.__dict__.get("request")
-    if not (source_matches(original_session, EXPECTED["session"], "kept_alive_connections")
-            and source_matches(original_request, EXPECTED["request"], "kept_alive_connections")):
+    if not (
+        source_matches(original_session, EXPECTED["session"], "kept_alive_connections")
+        and source_matches(original_request, EXPECTED["request"], "kept_alive_connections")
+    ):
         return False
+
     def session(self: Any) -> Any:
         try:
             loop = asyncio.get_running_loop()
@@ -168,9 +176,12 @@ def _reuse_connections() -> bool:
         per_endpoint = _pools.setdefault(loop, {})
         shared = per_endpoint.get(id(self))
         if shared is None or shared.closed:
-            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None
+            auth = (
+                aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None
+            )
             shared = aiohttp.ClientSession(
-                headers=self.headers, auth=auth,
+                headers=self.headers,
+                auth=auth,
                 timeout=aiohttp.ClientTimeout(total=endpoints.DEFAULT_REQUEST_TIMEOUT),
                 connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS),
             )

@@ -17,6 +17,7 @@ still stored; nothing else changes for the rules (none spans more than two
 turns) or the actions (they read slots; the hand-off summary sees the topics of
 the last 10 turns). ``history_turns: 0`` restores Rasa's behaviour.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -144,15 +145,23 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
             start = session.query(sa.func.max(E.id)).filter(mine, E.type_name == SessionStarted.type_name).scalar() or 0
             # The event just before the history_turns-th last user message
             # (its action_listen): where the window begins.
-            kth_user = (session.query(E.id).filter(mine, E.type_name == UserUttered.type_name, E.id > start)
-                        .order_by(E.id.desc()).offset(self.history_turns - 1).limit(1).scalar_subquery())
+            kth_user = (
+                session.query(E.id)
+                .filter(mine, E.type_name == UserUttered.type_name, E.id > start)
+                .order_by(E.id.desc())
+                .offset(self.history_turns - 1)
+                .limit(1)
+                .scalar_subquery()
+            )
             window = session.query(sa.func.max(E.id)).filter(mine, E.id > start, E.id < kth_user).scalar()
             if window is None:  # a short session: all of it
                 query = session.query(E.data).filter(mine, E.id >= start)
             else:
-                carried = (sa.select(sa.func.max(E.id)).where(mine, E.id > start, E.id < window,
-                                                                E.type_name.in_(STATE_EVENTS))
-                           .group_by(E.type_name, E.action_name))
+                carried = (
+                    sa.select(sa.func.max(E.id))
+                    .where(mine, E.id > start, E.id < window, E.type_name.in_(STATE_EVENTS))
+                    .group_by(E.type_name, E.action_name)
+                )
                 query = session.query(E.data).filter(mine, sa.or_(E.id == start, E.id >= window, E.id.in_(carried)))
             events = [json.loads(row.data) for row in query.order_by(E.id)]
         if not events:
@@ -182,9 +191,16 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
             for event in events:
                 data = event.as_dict()
                 intent = ((data.get("parse_data") or {}).get("intent") or {}).get("name")
-                session.add(self.SQLEvent(sender_id=tracker.sender_id, type_name=event.type_name,
-                                          timestamp=data.get("timestamp"), intent_name=intent,
-                                          action_name=data.get("name"), data=json.dumps(data)))
+                session.add(
+                    self.SQLEvent(
+                        sender_id=tracker.sender_id,
+                        type_name=event.type_name,
+                        timestamp=data.get("timestamp"),
+                        intent_name=intent,
+                        action_name=data.get("name"),
+                        data=json.dumps(data),
+                    )
+                )
             session.commit()
 
     async def forget(self, sender_id: str) -> None:
@@ -209,12 +225,16 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
 
         cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=older_than_days)).timestamp()
         with self.session_scope() as session:
-            latest = (session.query(self.SQLEvent.sender_id, sa.func.max(self.SQLEvent.timestamp).label("last"))
-                      .group_by(self.SQLEvent.sender_id).subquery())
+            latest = (
+                session.query(self.SQLEvent.sender_id, sa.func.max(self.SQLEvent.timestamp).label("last"))
+                .group_by(self.SQLEvent.sender_id)
+                .subquery()
+            )
             stale = [row[0] for row in session.query(latest.c.sender_id).filter(latest.c.last < cutoff)]
             for chunk in range(0, len(stale), 500):
-                session.query(self.SQLEvent).filter(self.SQLEvent.sender_id.in_(stale[chunk:chunk + 500])).delete(
-                    synchronize_session=False)
+                session.query(self.SQLEvent).filter(self.SQLEvent.sender_id.in_(stale[chunk : chunk + 500])).delete(
+                    synchronize_session=False
+                )
             session.commit()
         if stale:
             self._checkpoint()

@@ -7,6 +7,7 @@ FILE is a flat YAML mapping ``key: "text"``. Each text becomes
 whose placeholders ({country} ...) differ from the English ones, is refused and
 named. Run ``make validate`` afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def main() -> int:
             continue
         messages[key][args.language] = str(text)
         messages[key] = {code: messages[key][code] for code in CODES if code in messages[key]}
-    header = raw[:raw.index("messages:")]
+    header = raw[: raw.index("messages:")]
     body = yaml.dump({"messages": messages}, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=10000)
     path.write_text(header + re.sub(r'^(\s*)"([a-z_0-9]+)":', r"\1\2:", body, flags=re.M), encoding="utf-8")
     for problem in problems:

@@ -10,6 +10,7 @@ FOLDER holds one YAML file per topic (``<topic id>.yml``) with ``topic``,
 machine-translated). The other languages of each file are left as they are.
 Run ``make validate`` afterwards.
 """
+
 from __future__ import annotations
 
 import argparse

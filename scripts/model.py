@@ -7,6 +7,7 @@
 The fingerprint is a SHA-256 over the contents (not the timestamps) of those
 files, kept beside the model in models/waypoint.fingerprint.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 MODEL = MODELS / "waypoint.tar.gz"
 FINGERPRINT = MODELS / "waypoint.fingerprint"
-INPUTS = ["config.yml", "domain.yml", "data/nlu", "data/rules", "data/stories", "data/languages.yml",
-          "data/lexicons", "components", "content/languages.py", "content/text.py", "content/nlu_files.py",
-          "requirements.lock"]
+INPUTS = [
+    "config.yml",
+    "domain.yml",
+    "data/nlu",
+    "data/rules",
+    "data/stories",
+    "data/languages.yml",
+    "data/lexicons",
+    "components",
+    "content/languages.py",
+    "content/text.py",
+    "content/nlu_files.py",
+    "requirements.lock",
+]
 IGNORED_PARTS = {"__pycache__"}
 
 
@@ -31,7 +43,9 @@ def input_files():
         path = ROOT / entry
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
-            if IGNORED_PARTS & set(file.parts) or (file.parent.parent.name == "lexicons" and file.name != "markers.yml"):
+            if IGNORED_PARTS & set(file.parts) or (
+                file.parent.parent.name == "lexicons" and file.name != "markers.yml"
+            ):
                 continue  # crisis and signal lexicons are read at run time, not trained on
             yield file
 
@@ -51,8 +65,21 @@ def ensure() -> int:
         return 0
     print("Training the model (data, config or domain changed)...", flush=True)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "plugins.launch", "train", "--fixed-model-name", "waypoint",
-                             "--out", str(MODELS), "--force"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "plugins.launch",
+            "train",
+            "--fixed-model-name",
+            "waypoint",
+            "--out",
+            str(MODELS),
+            "--force",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if result.returncode != 0:
         print("error: training failed (see above)", file=sys.stderr)
         return result.returncode

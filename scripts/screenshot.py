@@ -6,6 +6,7 @@ conversation and saves it as docs/webchat-phone.png (shown in the README).
 
 Uses Debian's Chromium (scripts/ensure-chromium.sh installs it) through Playwright.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,15 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # A question for helplines as the language's training data asks it, then the
 # country button of the language's locale (helplines with tap-to-call numbers),
 # or the first country offered.
@@ -39,8 +47,7 @@ def shoot(url: str, lang: str, out: pathlib.Path, country: str = "") -> None:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
-                                      locale=locale)
+        context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2, locale=locale)
         page = context.new_page()
         page.goto(f"{url}/chat?lang={lang}")
         page.fill("#message", question)

@@ -14,6 +14,7 @@
 
 Logs of the servers go to $WAYPOINT_VAR (rasa.log, actions.log, retention.log).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,9 @@ class Service:
 
     def start(self) -> None:
         log = open(self.log, "ab")
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started_at = time.monotonic()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -79,8 +81,10 @@ class Supervisor:
                 if now - service.started_at > 2 * BACKOFF_MAX:
                     service.backoff = BACKOFF_START  # it had been running fine: start over
                 if len(service.exits) >= 2:
-                    say(f"{service.name} crashed twice in a minute (exit code {code}); restarting in "
-                        f"{service.backoff:.0f} s. See {service.log}.")
+                    say(
+                        f"{service.name} crashed twice in a minute (exit code {code}); restarting in "
+                        f"{service.backoff:.0f} s. See {service.log}."
+                    )
                 else:
                     say(f"{service.name} stopped (exit code {code}); restarting in {service.backoff:.0f} s.")
                 service.restart_at = now + service.backoff
@@ -142,21 +146,43 @@ def main() -> int:
     python = sys.executable
     rasa_port = settings.get("WAYPOINT_RASA_PORT")
     actions_port = settings.get("WAYPOINT_ACTIONS_PORT")
-    rasa = [python, "-m", "plugins.launch", "run", "--model", "models/waypoint.tar.gz", "--interface", "127.0.0.1",
-            "--port", rasa_port, "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"]
+    rasa = [
+        python,
+        "-m",
+        "plugins.launch",
+        "run",
+        "--model",
+        "models/waypoint.tar.gz",
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        rasa_port,
+        "--credentials",
+        "credentials.yml",
+        "--endpoints",
+        "endpoints.yml",
+    ]
     if settings.get("WAYPOINT_API_TOKEN"):
         rasa += ["--enable-api", "--auth-token", settings.get("WAYPOINT_API_TOKEN")]
     else:
         say("WAYPOINT_API_TOKEN is not set: Rasa's HTTP API stays off (channels still work).")
     services = [
-        Service("action server", [python, "-m", "actions.server"], f"{var}/actions.log",
-                {**env, "SANIC_HOST": "127.0.0.1"}),
-        Service("retention job", [python, "-m", "jobs.retention", "--every", settings.get("WAYPOINT_RETENTION_EVERY")],
-                f"{var}/retention.log", env),
+        Service(
+            "action server", [python, "-m", "actions.server"], f"{var}/actions.log", {**env, "SANIC_HOST": "127.0.0.1"}
+        ),
+        Service(
+            "retention job",
+            [python, "-m", "jobs.retention", "--every", settings.get("WAYPOINT_RETENTION_EVERY")],
+            f"{var}/retention.log",
+            env,
+        ),
         Service("Rasa server", rasa, f"{var}/rasa.log", env),
     ]
-    telegram = "on (webhook /webhooks/telegram/webhook; make telegram-webhook URL=...)" \
-        if settings.get("TELEGRAM_BOT_TOKEN") else "off (TELEGRAM_BOT_TOKEN not set)"
+    telegram = (
+        "on (webhook /webhooks/telegram/webhook; make telegram-webhook URL=...)"
+        if settings.get("TELEGRAM_BOT_TOKEN")
+        else "off (TELEGRAM_BOT_TOKEN not set)"
+    )
     banner = f"""
 Waypoint is running.
   REST:      POST http://127.0.0.1:{rasa_port}/webhooks/rest/webhook  {{"sender": "me", "message": "hello"}}

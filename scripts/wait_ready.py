@@ -1,4 +1,5 @@
 """Waits until every URL given answers HTTP 200 (at most WAYPOINT_READY_TIMEOUT s)."""
+
 import os
 import sys
 import time

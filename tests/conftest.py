@@ -9,6 +9,7 @@ Markers say what a test needs; without it the test is skipped with the reason
 - ``browser``: Debian's Chromium and Playwright (scripts/ensure-chromium.sh);
 - ``services``: real PostgreSQL, Redis and nginx (scripts/ensure-services.sh).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,11 +33,14 @@ def pytest_collection_modifyitems(config, items):
 
     missing = {
         "model": None if MODEL.exists() else "no trained model (make model)",
-        "browser": None if shutil.which("chromium") or pathlib.Path("/usr/bin/chromium").exists()
+        "browser": None
+        if shutil.which("chromium") or pathlib.Path("/usr/bin/chromium").exists()
         else "no Chromium (scripts/ensure-chromium.sh)",
-        "services": None if shutil.which("redis-server") and (shutil.which("initdb") or pathlib.Path(
-            "/usr/lib/postgresql").exists()) and shutil.which("nginx") else "no PostgreSQL/Redis/nginx "
-        "(scripts/ensure-services.sh)",
+        "services": None
+        if shutil.which("redis-server")
+        and (shutil.which("initdb") or pathlib.Path("/usr/lib/postgresql").exists())
+        and shutil.which("nginx")
+        else "no PostgreSQL/Redis/nginx (scripts/ensure-services.sh)",
     }
     for item in items:
         for marker, reason in missing.items():
@@ -66,17 +70,38 @@ def state_db(tmp_path, monkeypatch):
     monkeypatch.delenv("WAYPOINT_OPERATORS_CHAT_ID", raising=False)
 
 
-def make_tracker(text: str = "", intent: Optional[str] = None, slots: Optional[Dict[str, Any]] = None,
-                 entities: Optional[List[Dict[str, Any]]] = None, language_id: Optional[Dict] = None,
-                 events: Optional[List[Dict]] = None, sender: str = "test-user",
-                 parse_extra: Optional[Dict[str, Any]] = None):
+def make_tracker(
+    text: str = "",
+    intent: Optional[str] = None,
+    slots: Optional[Dict[str, Any]] = None,
+    entities: Optional[List[Dict[str, Any]]] = None,
+    language_id: Optional[Dict] = None,
+    events: Optional[List[Dict]] = None,
+    sender: str = "test-user",
+    parse_extra: Optional[Dict[str, Any]] = None,
+):
     from rasa_sdk import Tracker
 
-    base_slots = {"language": None, "audience": "survivor", "country": None, "nationality": None, "topic": None,
-                  "is_minor": False, "reporting_for": None, "pending_question": None, "pending_topic": None,
-                  "country_asked": False, "answered": None, "crisis_count": None, "numbers_muted": False,
-                  "fallback_count": None, "consent_asks": None, "intro_shown": True, "handoff_case": None,
-                  "handoff_stage": None}
+    base_slots = {
+        "language": None,
+        "audience": "survivor",
+        "country": None,
+        "nationality": None,
+        "topic": None,
+        "is_minor": False,
+        "reporting_for": None,
+        "pending_question": None,
+        "pending_topic": None,
+        "country_asked": False,
+        "answered": None,
+        "crisis_count": None,
+        "numbers_muted": False,
+        "fallback_count": None,
+        "consent_asks": None,
+        "intro_shown": True,
+        "handoff_case": None,
+        "handoff_stage": None,
+    }
     base_slots.update(slots or {})
     latest = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": entities or []}
     if language_id is not None:
@@ -95,16 +120,23 @@ def services():
     running.stop()
 
 
-def run_action(action: Any, text: str, intent: Optional[str] = None, slots: Optional[Dict[str, Any]] = None,
-               confidence: float = 1.0, ranking: Optional[List[Tuple[str, float]]] = None, **parse: Any
-               ) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
+def run_action(
+    action: Any,
+    text: str,
+    intent: Optional[str] = None,
+    slots: Optional[Dict[str, Any]] = None,
+    confidence: float = 1.0,
+    ranking: Optional[List[Tuple[str, float]]] = None,
+    **parse: Any,
+) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
     """(messages, slot changes, all text) of one turn."""
     extra = dict(parse)
     extra["intent"] = {"name": intent, "confidence": confidence}
     if ranking:
         extra["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
-    tracker = make_tracker(text, intent, slots=slots, entities=parse.pop("entities", None) or extra.get("entities"),
-                           parse_extra=extra)
+    tracker = make_tracker(
+        text, intent, slots=slots, entities=parse.pop("entities", None) or extra.get("entities"), parse_extra=extra
+    )
     from rasa_sdk.executor import CollectingDispatcher
 
     dispatcher = CollectingDispatcher()

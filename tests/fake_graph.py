@@ -16,6 +16,7 @@ assistant, a small agent (in-memory tracker and lock stores), a Sanic server
 running a channel's real blueprint in the test's event loop, and the
 operators' chat of a hand-off on tests/fake_telegram.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -127,8 +128,15 @@ class FakeGraph:
         self._thread.join(10)
 
     # controlling it --------------------------------------------------------------------------------
-    def fail(self, kind: str, status: int = 429, code: Optional[int] = None, times: int = 1,
-             retry_after: Optional[int] = None, match: Callable[[Any], bool] = lambda body: True) -> None:
+    def fail(
+        self,
+        kind: str,
+        status: int = 429,
+        code: Optional[int] = None,
+        times: int = 1,
+        retry_after: Optional[int] = None,
+        match: Callable[[Any], bool] = lambda body: True,
+    ) -> None:
         """The next ``times`` calls of ``kind`` matching ``match`` fail with
         ``status`` and the Graph error ``code``."""
         with self._lock:
@@ -161,8 +169,11 @@ class FakeGraph:
 
     def messenger_sent(self, psid: Optional[str] = None) -> List[Dict[str, Any]]:
         """The ``message`` objects sent to a PSID (or anyone)."""
-        return [c.body["message"] for c in self.calls_of("messenger_send")
-                if psid is None or c.body["recipient"]["id"] == psid]
+        return [
+            c.body["message"]
+            for c in self.calls_of("messenger_send")
+            if psid is None or c.body["recipient"]["id"] == psid
+        ]
 
     def messenger_texts(self, psid: Optional[str] = None) -> List[str]:
         return [m.get("text", "") for m in self.messenger_sent(psid)]
@@ -187,13 +198,14 @@ class FakeGraph:
                 return result
             await asyncio.sleep(0.02)
         recent = self.calls[-20:]
-        raise AssertionError(f"the fake Graph API never saw {what}; calls: "
-                             + ", ".join(f"{c.kind}({c.status})" for c in recent))
+        raise AssertionError(
+            f"the fake Graph API never saw {what}; calls: " + ", ".join(f"{c.kind}({c.status})" for c in recent)
+        )
 
     # the API ---------------------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and header[len("Bearer "):] in self.tokens
+        return header.startswith("Bearer ") and header[len("Bearer ") :] in self.tokens
 
     def _kind(self, method: str, path: str, params: Dict[str, Any]) -> str:
         parts = [p for p in path.split("/") if p]
@@ -244,9 +256,15 @@ class FakeGraph:
             if failure.code is None and failure.status >= 500:
                 call.status = failure.status
                 return web.Response(status=failure.status, text="Service Unavailable", headers=headers)
-            return self._answer(call, failure.status, error_body(failure.code or 4, "(#4) Application request limit "
-                                                                 "reached" if failure.code in (None, 4) else
-                                                                 "refused on purpose"), headers)
+            return self._answer(
+                call,
+                failure.status,
+                error_body(
+                    failure.code or 4,
+                    "(#4) Application request limit reached" if failure.code in (None, 4) else "refused on purpose",
+                ),
+                headers,
+            )
         handler = getattr(self, "_api_" + kind, None)
         if handler is None:
             return self._answer(call, 400, error_body(100, "Unsupported request"))
@@ -263,8 +281,12 @@ class FakeGraph:
         if not psid or not isinstance(text, str) or not text or len(text) > 2000:
             return 400, error_body(100, "(#100) Length of param message[text] must be less than or equal to 2000")
         quick = message.get("quick_replies") or []
-        if len(quick) > 13 or any(not 0 < len(q.get("title") or "") <= 20 or len(q.get("payload") or "") > 1000
-                                  or q.get("content_type") != "text" for q in quick):
+        if len(quick) > 13 or any(
+            not 0 < len(q.get("title") or "") <= 20
+            or len(q.get("payload") or "") > 1000
+            or q.get("content_type") != "text"
+            for q in quick
+        ):
             return 400, error_body(100, "(#100) Invalid quick replies")
         kind = body.get("messaging_type")
         if kind not in ("RESPONSE", "UPDATE", "MESSAGE_TAG"):
@@ -315,8 +337,11 @@ class FakeGraph:
             last = self.last_inbound.get(to)
         if last is not None and time.time() - last > DAY and body.get("type") != "template":
             return 400, error_body(131047, "(#131047) Re-engagement message")
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                     "messages": [{"id": f"wamid.FAKE{next(self._ids):08d}"}]}
+        return 200, {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": f"wamid.FAKE{next(self._ids):08d}"}],
+        }
 
     @staticmethod
     def _whatsapp_problem(body: Dict[str, Any]) -> Optional[str]:
@@ -335,7 +360,11 @@ class FakeGraph:
             buttons = action.get("buttons") or []
             titles = [(b.get("reply") or {}).get("title") or "" for b in buttons]
             ids = [(b.get("reply") or {}).get("id") or "" for b in buttons]
-            if not 1 <= len(buttons) <= 3 or any(not 0 < len(t) <= 20 for t in titles) or len(set(titles)) < len(titles):
+            if (
+                not 1 <= len(buttons) <= 3
+                or any(not 0 < len(t) <= 20 for t in titles)
+                or len(set(titles)) < len(titles)
+            ):
                 return "buttons"
             if any(not 0 < len(i) <= 256 for i in ids) or len(set(ids)) < len(ids):
                 return "button ids"
@@ -363,13 +392,18 @@ class FakeGraph:
         if media_id not in self.media:
             return 400, error_body(100, "(#100) Invalid media id")
         data, mime_type = self.media[media_id]
-        return 200, {"messaging_product": "whatsapp", "url": f"{self.url}/media/{media_id}", "mime_type": mime_type,
-                     "sha256": "0" * 64, "file_size": len(data), "id": media_id}
+        return 200, {
+            "messaging_product": "whatsapp",
+            "url": f"{self.url}/media/{media_id}",
+            "mime_type": mime_type,
+            "sha256": "0" * 64,
+            "file_size": len(data),
+            "id": media_id,
+        }
 
     async def _media_download(self, request: web.Request) -> web.Response:
         media_id = request.match_info["media_id"]
-        call = Call("media_download", "GET", media_id, {}, None, time.monotonic(),
-                    authorized=self._authorized(request))
+        call = Call("media_download", "GET", media_id, {}, None, time.monotonic(), authorized=self._authorized(request))
         with self._lock:
             self.calls.append(call)
         if not call.authorized:
@@ -383,8 +417,9 @@ class FakeGraph:
 
     async def _cdn(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        call = Call("cdn", "GET", name, {}, None, time.monotonic(),
-                    authorized="Authorization" not in request.headers)  # the CDN never needs our token
+        call = Call(
+            "cdn", "GET", name, {}, None, time.monotonic(), authorized="Authorization" not in request.headers
+        )  # the CDN never needs our token
         with self._lock:
             self.calls.append(call)
         if name not in self.files:
@@ -404,8 +439,10 @@ def messenger_event(psid: str, **content: Any) -> Dict[str, Any]:
 
 
 def messenger_body(*events: Dict[str, Any]) -> Dict[str, Any]:
-    return {"object": "page", "entry": [{"id": "PAGE_ID_1", "time": int(time.time() * 1000),
-                                         "messaging": list(events)}]}
+    return {
+        "object": "page",
+        "entry": [{"id": "PAGE_ID_1", "time": int(time.time() * 1000), "messaging": list(events)}],
+    }
 
 
 def messenger_text(psid: str, text: str, mid: Optional[str] = None) -> Dict[str, Any]:
@@ -413,8 +450,9 @@ def messenger_text(psid: str, text: str, mid: Optional[str] = None) -> Dict[str,
 
 
 def messenger_quick_reply(psid: str, title: str, payload: str) -> Dict[str, Any]:
-    return messenger_event(psid, message={"mid": f"m_user{next(_mids)}", "text": title,
-                                          "quick_reply": {"payload": payload}})
+    return messenger_event(
+        psid, message={"mid": f"m_user{next(_mids)}", "text": title, "quick_reply": {"payload": payload}}
+    )
 
 
 def messenger_postback(psid: str, payload: str, title: str = "Get Started") -> Dict[str, Any]:
@@ -422,35 +460,53 @@ def messenger_postback(psid: str, payload: str, title: str = "Get Started") -> D
 
 
 def messenger_attachment(psid: str, kind: str, url: str = "https://cdn.example/x", **payload: Any) -> Dict[str, Any]:
-    return messenger_event(psid, message={"mid": f"m_user{next(_mids)}",
-                                          "attachments": [{"type": kind, "payload": {"url": url, **payload}}]})
+    return messenger_event(
+        psid,
+        message={"mid": f"m_user{next(_mids)}", "attachments": [{"type": kind, "payload": {"url": url, **payload}}]},
+    )
 
 
-def whatsapp_body(phone_number_id: str, messages: Iterable[Dict[str, Any]] = (), statuses: Iterable[Dict[str, Any]] = (),
-                  name: str = "Somchai Test") -> Dict[str, Any]:
+def whatsapp_body(
+    phone_number_id: str,
+    messages: Iterable[Dict[str, Any]] = (),
+    statuses: Iterable[Dict[str, Any]] = (),
+    name: str = "Somchai Test",
+) -> Dict[str, Any]:
     messages, statuses = list(messages), list(statuses)
-    value: Dict[str, Any] = {"messaging_product": "whatsapp",
-                             "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id}}
+    value: Dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+    }
     if messages:
         value["contacts"] = [{"profile": {"name": name}, "wa_id": messages[0]["from"]}]
         value["messages"] = messages
     if statuses:
         value["statuses"] = statuses
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": "WABA_ID_1", "changes": [{"value": value, "field": "messages"}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA_ID_1", "changes": [{"value": value, "field": "messages"}]}],
+    }
 
 
 def wamid() -> str:
     return f"wamid.HBgLNjY4MTIzNDU2NzgVAgASGBQz{next(_mids):012d}"
 
 
-def whatsapp_message(wa_id: str, kind: str, content: Dict[str, Any], message_id: Optional[str] = None,
-                     at: Optional[float] = None) -> Dict[str, Any]:
-    return {"from": wa_id, "id": message_id or wamid(), "timestamp": str(int(at or time.time())), "type": kind,
-            kind: content}
+def whatsapp_message(
+    wa_id: str, kind: str, content: Dict[str, Any], message_id: Optional[str] = None, at: Optional[float] = None
+) -> Dict[str, Any]:
+    return {
+        "from": wa_id,
+        "id": message_id or wamid(),
+        "timestamp": str(int(at or time.time())),
+        "type": kind,
+        kind: content,
+    }
 
 
-def whatsapp_text(wa_id: str, text: str, message_id: Optional[str] = None, at: Optional[float] = None) -> Dict[str, Any]:
+def whatsapp_text(
+    wa_id: str, text: str, message_id: Optional[str] = None, at: Optional[float] = None
+) -> Dict[str, Any]:
     return whatsapp_message(wa_id, "text", {"body": text}, message_id, at)
 
 
@@ -460,12 +516,23 @@ def whatsapp_reply(wa_id: str, reply_id: str, title: str, list_reply: bool = Fal
 
 
 def whatsapp_failed(wa_id: str, message_id: str, code: int = 131047) -> Dict[str, Any]:
-    return {"id": message_id, "status": "failed", "timestamp": str(int(time.time())), "recipient_id": wa_id,
-            "errors": [{"code": code, "title": "Re-engagement message",
-                        "error_data": {"details": "more than 24 hours have passed"}}]}
+    return {
+        "id": message_id,
+        "status": "failed",
+        "timestamp": str(int(time.time())),
+        "recipient_id": wa_id,
+        "errors": [
+            {
+                "code": code,
+                "title": "Re-engagement message",
+                "error_data": {"details": "more than 24 hours have passed"},
+            }
+        ],
+    }
 
 
 # -- the channel under test -------------------------------------------------------------------------------
+
 
 class StubAssistant:
     """Stands for Rasa's ``on_new_message``: records every message and answers
@@ -500,8 +567,10 @@ class StubAssistant:
         if text == "boom":
             raise RuntimeError("a turn that fails")
         if text in ("/request_data_deletion", "delete my data"):
-            replies = [{"text": message_text("deleted_app_copy", "en")},
-                       {"custom": {"waypoint": "forget_conversation", "language": "en"}}]
+            replies = [
+                {"text": message_text("deleted_app_copy", "en")},
+                {"custom": {"waypoint": "forget_conversation", "language": "en"}},
+            ]
         elif text == "silence":
             replies = []
         elif text in self.script:
@@ -517,8 +586,9 @@ def small_agent() -> Any:
     from rasa.core.tracker_store import InMemoryTrackerStore
     from rasa.shared.core.domain import Domain
 
-    return types.SimpleNamespace(tracker_store=InMemoryTrackerStore(Domain.empty()), lock_store=InMemoryLockStore(),
-                                 processor=None)
+    return types.SimpleNamespace(
+        tracker_store=InMemoryTrackerStore(Domain.empty()), lock_store=InMemoryLockStore(), processor=None
+    )
 
 
 def make_relay(app: Any = None) -> Any:
@@ -577,8 +647,9 @@ class ChannelServer:
         app.ctx.agent = self.agent
         self.app = app
         app.blueprint(self.channel.blueprint(self.assistant), url_prefix=f"/webhooks/{self.channel.name()}")
-        self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True,
-                                              access_log=False)
+        self.server = await app.create_server(
+            host="127.0.0.1", port=self.port, return_asyncio_server=True, access_log=False
+        )
         await self.server.startup()  # create_server has already started listening
         await self.server.before_start()
         await self.server.after_start()
@@ -593,8 +664,9 @@ class ChannelServer:
             await closing
         await self.server.after_stop()
 
-    async def post(self, body: Any, secret: Optional[str], raw: Optional[bytes] = None,
-                   signature: Optional[str] = None) -> Any:
+    async def post(
+        self, body: Any, secret: Optional[str], raw: Optional[bytes] = None, signature: Optional[str] = None
+    ) -> Any:
         from channels.meta import sign
 
         data = raw if raw is not None else json.dumps(body).encode()

@@ -1,5 +1,6 @@
 """Starts Waypoint the way `make run` does (scripts/run.sh) on free loopback
 ports, for the end-to-end tests, and talks to its REST channel."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ class RestClient:
 
     def request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=timeout) as response:
             raw = response.read()
             return json.loads(raw) if raw else None
@@ -46,16 +48,21 @@ class RestClient:
         return self.request("GET", f"/conversations/{sender}/tracker?token={self.token}")
 
 
-
 class Waypoint(RestClient):
     def __init__(self, var_dir: pathlib.Path, extra_env: Optional[Dict[str, str]] = None):
         self.var = var_dir
         self.rasa_port, self.actions_port = free_port(), free_port()
         self.token = "test-token-" + os.urandom(6).hex()
-        self.env = {**os.environ, "WAYPOINT_RASA_PORT": str(self.rasa_port),
-                    "WAYPOINT_ACTIONS_PORT": str(self.actions_port), "WAYPOINT_API_TOKEN": self.token,
-                    "WAYPOINT_VAR": str(var_dir), "WAYPOINT_TRACKER_DB": str(var_dir / "tracker.db"),
-                    "WAYPOINT_STATE_DB": str(var_dir / "waypoint.db"), **(extra_env or {})}
+        self.env = {
+            **os.environ,
+            "WAYPOINT_RASA_PORT": str(self.rasa_port),
+            "WAYPOINT_ACTIONS_PORT": str(self.actions_port),
+            "WAYPOINT_API_TOKEN": self.token,
+            "WAYPOINT_VAR": str(var_dir),
+            "WAYPOINT_TRACKER_DB": str(var_dir / "tracker.db"),
+            "WAYPOINT_STATE_DB": str(var_dir / "waypoint.db"),
+            **(extra_env or {}),
+        }
         self.env.pop("WAYPOINT_ACTIONS_TOKEN", None)
         self.process: Optional[subprocess.Popen] = None
         self.log = var_dir / "run.log"
@@ -65,8 +72,14 @@ class Waypoint(RestClient):
         return f"http://127.0.0.1:{self.rasa_port}"
 
     def start(self, timeout: float = 240) -> "Waypoint":
-        self.process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=self.env,
-                                        stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["bash", "scripts/run.sh"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -87,12 +100,12 @@ class Waypoint(RestClient):
         return self.process.returncode if self.process else 0
 
 
-
 # -- Separate servers, for the scale-out test and the serving benchmark -----------
 # The pieces `scripts/run.sh` starts together, started one by one (through
 # scripts/env.sh, so with the same environment defaults) so that a test can run
 # several Rasa servers against one action server and shared stores, and stop
 # one of them on its own.
+
 
 def _wait_http(url: str, process: subprocess.Popen, log: pathlib.Path, timeout: float) -> float:
     """Seconds until `url` answers 200; raises if the process dies or time runs out."""
@@ -136,8 +149,14 @@ class _Process:
 
     def start(self, timeout: float = 240) -> "_Process":
         script = "source scripts/env.sh && exec " + " ".join(_quote(part) for part in self.command())
-        self.process = subprocess.Popen(["bash", "-c", script], cwd=ROOT, env=self.env, stdout=open(self.log, "w"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.ready_seconds = _wait_http(self.health_url(), self.process, self.log, timeout)
         return self
 
@@ -173,8 +192,9 @@ class ActionServer(_Process):
     def __init__(self, var_dir: pathlib.Path, env: Optional[Dict[str, str]] = None):
         super().__init__(var_dir, env)
         self.token = self.env.get("WAYPOINT_ACTIONS_TOKEN") or "actions-" + os.urandom(8).hex()
-        self.env.update({"WAYPOINT_ACTIONS_PORT": str(self.port), "WAYPOINT_ACTIONS_TOKEN": self.token,
-                         "SANIC_HOST": "127.0.0.1"})
+        self.env.update(
+            {"WAYPOINT_ACTIONS_PORT": str(self.port), "WAYPOINT_ACTIONS_TOKEN": self.token, "SANIC_HOST": "127.0.0.1"}
+        )
         if "WAYPOINT_STATE_DB" not in (env or {}):
             self.env["WAYPOINT_STATE_DB"] = str(self.var / "waypoint.db")
 
@@ -199,23 +219,56 @@ class RasaServer(RestClient, _Process):
 
     name = "rasa"
 
-    def __init__(self, var_dir: pathlib.Path, endpoints: pathlib.Path, actions: Optional[ActionServer] = None,
-                 model: pathlib.Path = ROOT / "models" / "waypoint.tar.gz",
-                 credentials: pathlib.Path = ROOT / "credentials.yml", env: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        var_dir: pathlib.Path,
+        endpoints: pathlib.Path,
+        actions: Optional[ActionServer] = None,
+        model: pathlib.Path = ROOT / "models" / "waypoint.tar.gz",
+        credentials: pathlib.Path = ROOT / "credentials.yml",
+        env: Optional[Dict[str, str]] = None,
+    ):
         super().__init__(var_dir, env)
-        self.endpoints, self.model, self.credentials = pathlib.Path(endpoints), pathlib.Path(model), pathlib.Path(credentials)
+        self.endpoints, self.model, self.credentials = (
+            pathlib.Path(endpoints),
+            pathlib.Path(model),
+            pathlib.Path(credentials),
+        )
         self.token = "api-" + os.urandom(8).hex()
         if actions is not None:
-            self.env.update({"WAYPOINT_ACTIONS_URL": (env or {}).get("WAYPOINT_ACTIONS_URL") or actions.webhook,
-                             "WAYPOINT_ACTIONS_TOKEN": actions.token, "WAYPOINT_ACTIONS_PORT": str(actions.port)})
+            self.env.update(
+                {
+                    "WAYPOINT_ACTIONS_URL": (env or {}).get("WAYPOINT_ACTIONS_URL") or actions.webhook,
+                    "WAYPOINT_ACTIONS_TOKEN": actions.token,
+                    "WAYPOINT_ACTIONS_PORT": str(actions.port),
+                }
+            )
         for key, name in (("WAYPOINT_TRACKER_DB", "tracker.db"), ("WAYPOINT_STATE_DB", "waypoint.db")):
             if key not in (env or {}):  # never the caller's (e.g. the developer's var/)
                 self.env[key] = str(self.var / name)
 
     def command(self) -> List[str]:  # as scripts/supervise.py starts it: Waypoint's plug-ins, then `rasa run`
-        return [".venv/bin/python", "-m", "plugins.launch", "run", "--model", str(self.model), "--interface", "127.0.0.1",
-                "--port", str(self.port), "--credentials", str(self.credentials), "--endpoints", str(self.endpoints),
-                "--enable-api", "--auth-token", self.token, "--log-file", str(self.var / f"rasa-{self.port}.rasa.log")]
+        return [
+            ".venv/bin/python",
+            "-m",
+            "plugins.launch",
+            "run",
+            "--model",
+            str(self.model),
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--credentials",
+            str(self.credentials),
+            "--endpoints",
+            str(self.endpoints),
+            "--enable-api",
+            "--auth-token",
+            self.token,
+            "--log-file",
+            str(self.var / f"rasa-{self.port}.rasa.log"),
+        ]
 
 
 def read_env_lines(text: str) -> Dict[str, str]:
@@ -232,8 +285,9 @@ class Services:
         self.env: Dict[str, str] = {}
 
     def start(self, timeout: float = 900) -> "Services":
-        result = subprocess.run(["bash", "scripts/ensure-services.sh", "start"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=timeout)
+        result = subprocess.run(
+            ["bash", "scripts/ensure-services.sh", "start"], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
         if result.returncode != 0:
             raise RuntimeError("scripts/ensure-services.sh start failed:\n" + result.stderr[-3000:])
         self.env = read_env_lines(result.stdout)
@@ -245,26 +299,36 @@ class Services:
 
     def stop(self) -> None:
         if self.directory:
-            subprocess.run(["bash", "scripts/ensure-services.sh", "stop", self.directory], cwd=ROOT,
-                           capture_output=True, timeout=120)
+            subprocess.run(
+                ["bash", "scripts/ensure-services.sh", "stop", self.directory],
+                cwd=ROOT,
+                capture_output=True,
+                timeout=120,
+            )
             self.env = {}
 
     def pg_url(self) -> str:
         e = self.env
-        return (f"postgresql://{e['WAYPOINT_PG_USER']}:{e['WAYPOINT_PG_PASSWORD']}@{e['WAYPOINT_PG_HOST']}:"
-                f"{e['WAYPOINT_PG_PORT']}/{e['WAYPOINT_PG_DB']}")
+        return (
+            f"postgresql://{e['WAYPOINT_PG_USER']}:{e['WAYPOINT_PG_PASSWORD']}@{e['WAYPOINT_PG_HOST']}:"
+            f"{e['WAYPOINT_PG_PORT']}/{e['WAYPOINT_PG_DB']}"
+        )
 
 
-def recognised_questions(server: RestClient, content: Any, languages: Iterable[str], per_language: int = 12,
-                         min_words: int = 4) -> Dict[str, List[Tuple[str, str]]]:
+def recognised_questions(
+    server: RestClient, content: Any, languages: Iterable[str], per_language: int = 12, min_words: int = 4
+) -> Dict[str, List[Tuple[str, str]]]:
     """Per language, up to `per_language` (message, topic) pairs: one training
     example for each topic whose answer does not wait for a country, that the
     server's model assigns to that topic and language (through /model/parse),
     so that a reply can be matched to the message it answers."""
     import yaml
 
-    topics = {intent: topic for intent, topic in content.intent_topics().items()
-              if topic in content.guides and not content.guides[topic].country_dependent}
+    topics = {
+        intent: topic
+        for intent, topic in content.intent_topics().items()
+        if topic in content.guides and not content.guides[topic].country_dependent
+    }
     found: Dict[str, List[Tuple[str, str]]] = {}
     for lang in languages:
         pairs: List[Tuple[str, str]] = []
@@ -279,8 +343,11 @@ def recognised_questions(server: RestClient, content: Any, languages: Iterable[s
                         continue
                     parsed = server.request("POST", f"/model/parse?token={server.token}", {"text": text})
                     language = (parsed.get("language_id") or {}).get("language", lang)
-                    if parsed["intent"]["name"] == block["intent"] and parsed["intent"]["confidence"] > 0.6 \
-                            and language == lang:
+                    if (
+                        parsed["intent"]["name"] == block["intent"]
+                        and parsed["intent"]["confidence"] > 0.6
+                        and language == lang
+                    ):
                         pairs.append((text, topic))
                         break
         found[lang] = pairs
@@ -321,11 +388,22 @@ class Balancer(_Process):
         return [nginx, "-p", str(self.var), "-c", str(self.conf), "-g", f"daemon off; pid {self.var}/nginx.pid;"]
 
     def start(self, timeout: float = 60) -> "Balancer":
-        subprocess.run(["bash", "scripts/ensure-services.sh", "install-balancer"], cwd=ROOT, check=True,
-                       capture_output=True, timeout=900)
+        subprocess.run(
+            ["bash", "scripts/ensure-services.sh", "install-balancer"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
         script = "exec " + " ".join(_quote(part) for part in self.command())
-        self.process = subprocess.Popen(["bash", "-c", script], cwd=ROOT, env=self.env, stdout=open(self.log, "w"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # listening (the Rasa servers may not be up yet)
             if self.process.poll() is not None:

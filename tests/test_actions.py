@@ -3,6 +3,7 @@ with their source and buttons, short first for survivors and whole for
 practitioners, the country asked once, the introduction once, session start,
 search when nothing was understood, languages, helplines, deletion, redaction,
 operators' hours. (Whole conversations: tests/test_dialogue.py.)"""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,9 @@ from tests.conftest import run_action as run
 
 
 def test_survivors_get_the_short_answer_with_tell_me_more_in_their_language():
-    messages, changes, out = run(ActionAnswerTopic(), "boss keep my passport", "ask_protect_documents",
-                                 slots={"language": "id"})
+    messages, changes, out = run(
+        ActionAnswerTopic(), "boss keep my passport", "ask_protect_documents", slots={"language": "id"}
+    )
     guide = get_content().guides["protect.documents"]
     assert guide.text("id", "survivor") in out and guide.text("id", "survivor_more") not in out
     payloads = [b["payload"] for m in messages for b in m.get("buttons") or []]
@@ -33,20 +35,32 @@ def test_survivors_get_the_short_answer_with_tell_me_more_in_their_language():
 
 
 def test_tell_me_more_gives_the_detail_the_country_note_and_the_source():
-    _, _, out = run(ActionFollowUp(), '/ask_more{"topic_ref":"protect.non_punishment"}', "ask_more",
-                    slots={"language": "th", "country": "TH", "topic": "protect.non_punishment"},
-                    entities=[{"entity": "topic_ref", "value": "protect.non_punishment"}])
+    _, _, out = run(
+        ActionFollowUp(),
+        '/ask_more{"topic_ref":"protect.non_punishment"}',
+        "ask_more",
+        slots={"language": "th", "country": "TH", "topic": "protect.non_punishment"},
+        entities=[{"entity": "topic_ref", "value": "protect.non_punishment"}],
+    )
     guide = get_content().guides["protect.non_punishment"]
     assert guide.text("th", "survivor_more") in out and guide.text("th", "source") in out
     assert guide.country_notes["TH"]["th"].strip() in out
 
 
 def test_practitioners_get_the_procedure_after_the_country():
-    _, changes, out = run(ActionAnswerTopic(), "what is the referral procedure", "ask_ident_referral_procedure",
-                          slots={"audience": "practitioner"})
+    _, changes, out = run(
+        ActionAnswerTopic(),
+        "what is the referral procedure",
+        "ask_ident_referral_procedure",
+        slots={"audience": "practitioner"},
+    )
     assert changes["pending_question"] == "country"
-    _, _, out = run(ActionAnswerTopic(), "what is the referral procedure", "ask_ident_referral_procedure",
-                    slots={"audience": "practitioner", "country": "MY"})
+    _, _, out = run(
+        ActionAnswerTopic(),
+        "what is the referral procedure",
+        "ask_ident_referral_procedure",
+        slots={"audience": "practitioner", "country": "MY"},
+    )
     guide = get_content().guides["ident.referral_procedure"]
     assert guide.text("en", "practitioner") in out and guide.text("en", "source") in out
 
@@ -59,8 +73,17 @@ def test_the_introduction_comes_once_before_the_first_reply():
 
 
 def test_session_start_keeps_only_what_the_user_told_about_themselves():
-    tracker = make_tracker(slots={"language": "ms", "audience": "practitioner", "country": "MY", "nationality": "ID",
-                                  "is_minor": True, "topic": "protect.shelter", "pending_question": "country"})
+    tracker = make_tracker(
+        slots={
+            "language": "ms",
+            "audience": "practitioner",
+            "country": "MY",
+            "nationality": "ID",
+            "is_minor": True,
+            "topic": "protect.shelter",
+            "pending_question": "country",
+        }
+    )
     events = asyncio.run(ActionSessionStart().run(CollectingDispatcher(), tracker, {}))
     kept = {e["name"] for e in events if e.get("event") == "slot"}
     assert kept == {"language", "audience", "country", "nationality", "is_minor", "numbers_muted"}
@@ -79,8 +102,12 @@ def test_search_works_for_thai_text():
 
 @pytest.mark.parametrize("reason", ["unsupported script", "unsupported language"])
 def test_an_unsupported_language_gets_a_language_choice(reason):
-    messages, _, out = run(ActionAnswerTopic(), "ang mga karapatan ko", "ask_protect_rights_overview",
-                           language_id={"language": "en", "reason": reason})
+    messages, _, out = run(
+        ActionAnswerTopic(),
+        "ang mga karapatan ko",
+        "ask_protect_rights_overview",
+        language_id={"language": "en", "reason": reason},
+    )
     from content.languages import CODES
 
     assert len(messages[-1]["buttons"]) == len(CODES) and "Tiếng Việt" in out
@@ -92,8 +119,12 @@ def test_out_of_scope_offers_topics_and_a_person():
 
 
 def test_an_explicit_language_choice_answers_in_the_new_language():
-    messages, changes, _ = run(ActionSetLanguage(), '/choose_language{"language_choice":"vi"}', "choose_language",
-                               entities=[{"entity": "language_choice", "value": "vi"}])
+    messages, changes, _ = run(
+        ActionSetLanguage(),
+        '/choose_language{"language_choice":"vi"}',
+        "choose_language",
+        entities=[{"entity": "language_choice", "value": "vi"}],
+    )
     assert changes["language"] == "vi" and "tiếng Việt" in messages[-1]["text"]
 
 
@@ -129,8 +160,10 @@ def test_delete_restarts_and_marks_the_conversation():
 
 
 def test_redaction_removes_numbers_and_addresses():
-    assert redact("call +66 81 234 5678 or mail me@x.org, passport AB1234567") == \
-        "call [phone] or mail [email], passport [passport-like number]"
+    assert (
+        redact("call +66 81 234 5678 or mail me@x.org, passport AB1234567")
+        == "call [phone] or mail [email], passport [passport-like number]"
+    )
 
 
 def test_operator_hours():

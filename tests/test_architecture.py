@@ -7,6 +7,7 @@
   or mapping of language codes anywhere in the code or the web page;
 - every environment variable is read through content/settings.py.
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,7 +45,7 @@ def imports_of(path: pathlib.Path, name: str, known: Set[str]) -> Set[str]:
             base = node.module or ""
             if node.level:
                 parent = package.split(".")
-                parent = parent[:len(parent) - node.level + 1]
+                parent = parent[: len(parent) - node.level + 1]
                 base = ".".join(parent + ([base] if base else []))
             targets.add(base)
             targets.update(f"{base}.{alias.name}" for alias in node.names)
@@ -64,10 +65,14 @@ def graph() -> Dict[str, Set[str]]:
 
 def test_no_import_cycles():
     edges = graph()
+
     # A package's __init__ importing its own modules (to register them) is not a cycle of design.
     def outgoing(name: str) -> Set[str]:
-        return {t for t in edges[name] if not (name in t.split(".")[0] and t.startswith(name + "."))} \
-            if "." not in name else edges[name]
+        return (
+            {t for t in edges[name] if not (name in t.split(".")[0] and t.startswith(name + "."))}
+            if "." not in name
+            else edges[name]
+        )
 
     cycles: List[List[str]] = []
     state: Dict[str, int] = {}
@@ -78,7 +83,7 @@ def test_no_import_cycles():
         stack.append(node)
         for target in outgoing(node):
             if state.get(target) == 1:
-                cycles.append(stack[stack.index(target):] + [target])
+                cycles.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -92,17 +97,31 @@ def test_no_import_cycles():
 
 def test_the_two_servers_import_nothing_of_each_other():
     edges = graph()
-    crossing = [(a, b) for a, targets in edges.items() for b in targets
-                if (a.split(".")[0] in RASA_SIDE and b.split(".")[0] in ACTION_SIDE)
-                or (a.split(".")[0] in ACTION_SIDE and b.split(".")[0] in RASA_SIDE)]
+    crossing = [
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if (a.split(".")[0] in RASA_SIDE and b.split(".")[0] in ACTION_SIDE)
+        or (a.split(".")[0] in ACTION_SIDE and b.split(".")[0] in RASA_SIDE)
+    ]
     assert not crossing, crossing
 
 
 def test_content_is_neutral():
     for path in (ROOT / "content").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
-        for forbidden in ("import rasa", "from rasa", "import rasa_sdk", "from rasa_sdk", "from actions",
-                          "from channels", "from components", "from handoff", "from plugins", "from jobs"):
+        for forbidden in (
+            "import rasa",
+            "from rasa",
+            "import rasa_sdk",
+            "from rasa_sdk",
+            "from actions",
+            "from channels",
+            "from components",
+            "from handoff",
+            "from plugins",
+            "from jobs",
+        ):
             assert forbidden not in text, f"{path.relative_to(ROOT)}: {forbidden}"
 
 
@@ -143,8 +162,9 @@ def test_environment_read_only_through_settings():
 def test_every_nlu_block_says_its_language():
     from content.nlu_files import blocks_without_language
 
-    missing = {str(p.relative_to(ROOT)): blocks_without_language(p)
-               for p in sorted((ROOT / "data" / "nlu").glob("*/*.yml"))}
+    missing = {
+        str(p.relative_to(ROOT)): blocks_without_language(p) for p in sorted((ROOT / "data" / "nlu").glob("*/*.yml"))
+    }
     assert not {k: v for k, v in missing.items() if v}
 
 

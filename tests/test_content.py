@@ -1,4 +1,5 @@
 """Content files: guides, helplines, countries, messages; broken files named by file and field."""
+
 import pathlib
 import re
 import shutil
@@ -81,8 +82,17 @@ def test_every_message_exists_in_every_language(content):
 
 def test_child_helplines_named_by_the_issue_are_present(content):
     children = {(h.country, c["value"]) for h in content.helplines if "child" in h.kinds for c in h.channels}
-    for expected in (("TH", "1387"), ("TH", "1300"), ("VN", "111"), ("ID", "129"), ("MY", "15999"), ("PH", "163"),
-                     ("KH", "1280"), ("AU", "1800 55 1800"), ("LA", "1554")):
+    for expected in (
+        ("TH", "1387"),
+        ("TH", "1300"),
+        ("VN", "111"),
+        ("ID", "129"),
+        ("MY", "15999"),
+        ("PH", "163"),
+        ("KH", "1280"),
+        ("AU", "1800 55 1800"),
+        ("LA", "1554"),
+    ):
         assert expected in children, expected
 
 
@@ -101,6 +111,7 @@ def test_open_now_is_computed_in_the_helplines_time_zone(content):
 
 
 # -- broken files are named, not stack traces ---------------------------------
+
 
 @pytest.fixture
 def data_copy(tmp_path):
@@ -158,8 +169,13 @@ def test_validate_command_prints_problems_without_a_traceback(data_copy):
     import sys
 
     (next((data_copy / "guides").glob("help/help.helplines.yml"))).write_text("topic: [")
-    result = subprocess.run([sys.executable, "-m", "content.loader"], cwd=ROOT, capture_output=True, text=True,
-                            env={"WAYPOINT_DATA_DIR": str(data_copy), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-m", "content.loader"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"WAYPOINT_DATA_DIR": str(data_copy), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 1
     assert "help.helplines.yml" in result.stderr
     assert "Traceback" not in result.stderr
@@ -173,6 +189,10 @@ def test_no_word_mixes_two_non_latin_scripts():
     ranges = {name: "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in spans) for name, spans in SCRIPTS.items()}
     mixed = re.compile("|".join(f"[{ranges[a]}][{ranges[b]}]" for a in ranges for b in ranges if a != b))
     root = pathlib.Path(__file__).resolve().parents[1] / "data"
-    slips = [f"{path.relative_to(root)}:{number}" for path in sorted(root.rglob("*.yml"))
-             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if mixed.search(line)]
+    slips = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.yml"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if mixed.search(line)
+    ]
     assert not slips, slips

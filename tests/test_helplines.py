@@ -1,6 +1,7 @@
 """Numbers are the part of Waypoint that can hurt someone: only VERIFIED
 numbers ship, each in the row the reference names, and for every country and
 every kind of need the answer is never empty and never lists a number twice."""
+
 from __future__ import annotations
 
 import pathlib
@@ -53,8 +54,9 @@ def test_every_number_is_verified_in_its_row(content):
         row_digits = {digits(n) for n in re.findall(r"\+?\d[\d\s().\-]{1,}\d|\b\d{3,}\b", text)}
         for channel in line.channels:
             if channel["type"] in ("phone", "sms", "whatsapp"):
-                assert digits(str(channel["value"])) in row_digits, \
+                assert digits(str(channel["value"])) in row_digits, (
                     f"{line.id}: {channel['value']} is not in the VERIFIED row {line.ref}"
+                )
             elif channel["type"] == "email":
                 assert channel["value"] in text, f"{line.id}: {channel['value']} not in row {line.ref}"
 
@@ -62,8 +64,17 @@ def test_every_number_is_verified_in_its_row(content):
 def test_unconfirmed_numbers_are_absent(content):
     """Numbers the reference marks UNCONFIRMED or NOT FOUND never ship."""
     shipped = {digits(n) for n in helplines.all_numbers(content.helplines)}
-    for unconfirmed in ("+66991301300", "+6625728442", "0376272929", "0963061414", "1383", "1288", "199", "192",
-                        "1191"):
+    for unconfirmed in (
+        "+66991301300",
+        "+6625728442",
+        "0376272929",
+        "0963061414",
+        "1383",
+        "1288",
+        "199",
+        "192",
+        "1191",
+    ):
         assert digits(unconfirmed) not in shipped
 
 
@@ -83,8 +94,10 @@ def test_emergency_order_puts_police_or_general_first(content):
         lines = helplines.for_need(content, "emergency", country)
         if lines:
             first = set(lines[0].kinds)
-            assert first & {"general", "police"} or not any({"general", "police"} & set(h.kinds) for h in lines), \
-                (country, lines[0].id)
+            assert first & {"general", "police"} or not any({"general", "police"} & set(h.kinds) for h in lines), (
+                country,
+                lines[0].id,
+            )
 
 
 def test_crisis_never_falls_back_to_police(content):
@@ -92,8 +105,9 @@ def test_crisis_never_falls_back_to_police(content):
     for country in content.countries:
         text, shown = helplines.numbers_text(content, "crisis", "en", country)
         ids = {h.id: h for h in content.helplines}
-        assert not any({"police", "general"} & set(ids[i].kinds) for i in shown if "crisis" not in ids[i].kinds), \
+        assert not any({"police", "general"} & set(ids[i].kinds) for i in shown if "crisis" not in ids[i].kinds), (
             country
+        )
 
 
 def test_named_countries_without_numbers_say_so(content):

@@ -1,4 +1,5 @@
 """The language component (text) and the slot decision (conversation)."""
+
 import pytest
 
 from actions.language import decide_language, named_language
@@ -6,25 +7,31 @@ from components.language import LanguageScorer, normalise_hint
 from content import languages
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("my employer took my passport and I cannot go home", "en"),
-    ("majikan saya ambil pasport saya, saya tak boleh balik kampung", "ms"),
-    ("majikan saya ambil paspor saya, saya nggak bisa pulang ke kampung", "id"),
-    ("tôi bị chủ giữ hộ chiếu, tôi phải làm sao", "vi"),
-    ("toi bi chu giu ho chieu khong cho ve nha", "vi"),
-    ("นายจ้างยึดพาสปอร์ตของฉัน ทำยังไงดี", "th"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("my employer took my passport and I cannot go home", "en"),
+        ("majikan saya ambil pasport saya, saya tak boleh balik kampung", "ms"),
+        ("majikan saya ambil paspor saya, saya nggak bisa pulang ke kampung", "id"),
+        ("tôi bị chủ giữ hộ chiếu, tôi phải làm sao", "vi"),
+        ("toi bi chu giu ho chieu khong cho ve nha", "vi"),
+        ("นายจ้างยึดพาสปอร์ตของฉัน ทำยังไงดี", "th"),
+    ],
+)
 def test_each_language_long(scorer, text, expected):
     assert scorer.identify(text).language == expected
 
 
-@pytest.mark.parametrize("malay,indonesian", [
-    ("saya tak boleh keluar", "saya nggak bisa keluar"),
-    ("berapa wang yang saya boleh tuntut", "berapa uang yang bisa saya tuntut"),
-    ("bantuan guaman percuma", "bantuan hukum gratis"),
-    ("pejabat kerajaan", "kantor pemerintah"),
-    ("kerana saya takut polis", "karena saya takut polisi"),
-])
+@pytest.mark.parametrize(
+    "malay,indonesian",
+    [
+        ("saya tak boleh keluar", "saya nggak bisa keluar"),
+        ("berapa wang yang saya boleh tuntut", "berapa uang yang bisa saya tuntut"),
+        ("bantuan guaman percuma", "bantuan hukum gratis"),
+        ("pejabat kerajaan", "kantor pemerintah"),
+        ("kerana saya takut polis", "karena saya takut polisi"),
+    ],
+)
 def test_malay_and_indonesian_are_kept_apart(scorer, malay, indonesian):
     assert scorer.identify(malay).language == "ms"
     assert scorer.identify(indonesian).language == "id"
@@ -88,8 +95,11 @@ def test_a_script_only_one_of_our_languages_writes_is_that_language(scorer):
     its letters alone, short messages included (Burmese, Khmer, Lao, Thai)."""
     from content.nlu_files import sample
 
-    alone = [lang for lang in languages.REGISTRY
-             if not lang.latin and languages.languages_of_script(lang.script) == (lang.code,)]
+    alone = [
+        lang
+        for lang in languages.REGISTRY
+        if not lang.latin and languages.languages_of_script(lang.script) == (lang.code,)
+    ]
     assert alone, "no language with a script of its own"
     for lang in alone:
         text = sample(lang.code, "greet") or sample(lang.code, "ask_help_helplines")
@@ -126,9 +136,15 @@ def test_scorer_survives_serialisation(scorer):
 
 # -- the conversation's decision ---------------------------------------------
 
+
 def guess(language, confidence=0.99, n_words=6, unambiguous=False, reason="statistics"):
-    return {"language": language, "confidence": confidence, "n_words": n_words, "unambiguous": unambiguous,
-            "reason": reason}
+    return {
+        "language": language,
+        "confidence": confidence,
+        "n_words": n_words,
+        "unambiguous": unambiguous,
+        "reason": reason,
+    }
 
 
 def test_first_message_sets_the_language():
@@ -160,15 +176,18 @@ def test_unsupported_script_keeps_the_language():
     assert decide_language("id", guess("en", reason="unsupported script"), "我需要帮助") == "id"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("can you speak Thai?", "th"),
-    ("boleh cakap bahasa melayu?", "ms"),
-    ("bisa pakai bahasa indonesia?", "id"),
-    ("nói tiếng Việt được không", "vi"),
-    ("พูดภาษาไทยได้ไหม", "th"),
-    ("english please", "en"),
-    ("hello", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("can you speak Thai?", "th"),
+        ("boleh cakap bahasa melayu?", "ms"),
+        ("bisa pakai bahasa indonesia?", "id"),
+        ("nói tiếng Việt được không", "vi"),
+        ("พูดภาษาไทยได้ไหม", "th"),
+        ("english please", "en"),
+        ("hello", None),
+    ],
+)
 def test_named_language(text, expected):
     assert named_language(text) == expected
 
@@ -180,6 +199,7 @@ def test_a_command_as_first_message_takes_the_channel_hint():
 
 
 # -- Burmese in Zawgyi --------------------------------------------------------------------------------
+
 
 def test_real_zawgyi_text_becomes_unicode_and_unicode_stays_as_it_is():
     from content.text import normalise

@@ -7,6 +7,7 @@ project's own components on a tiny self-made domain and data, so they do not
 depend on data/ being consistent; one with bench/stock_config.yml, DIET) and
 use them through ``python -m plugins.launch`` as the Rasa server does.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,17 +30,33 @@ def run_python(code: str, lean: str = "1", timeout: float = 600, **env: str) -> 
     JSON object as its last line of stdout, returned here."""
     environment = dict(os.environ, WAYPOINT_LEAN=lean, PYTHONPATH=str(ROOT), **env)
     prelude = "import json, sys\nfrom plugins import lean\nINSTALLED = lean.install()\n"
-    done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def launch(*args: str, lean: str = "1", stdin: str | None = None, timeout: float = 600,
-           cwd: pathlib.Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+def launch(
+    *args: str, lean: str = "1", stdin: str | None = None, timeout: float = 600, cwd: pathlib.Path = ROOT, **env: str
+) -> subprocess.CompletedProcess:
     environment = dict(os.environ, WAYPOINT_LEAN=lean, PYTHONPATH=str(ROOT), **env)
-    done = subprocess.run([sys.executable, "-m", "plugins.launch", *args], cwd=cwd, env=environment, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "plugins.launch", *args],
+        cwd=cwd,
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
     return done
 
@@ -128,8 +145,12 @@ except AttributeError as e:
 print(json.dumps({"lazy": lazy, "tf": "tensorflow" in sys.modules, "callable": callable(ranked),
                   "missing": missing}))
 """)
-    assert result == {"lazy": True, "tf": True, "callable": True,
-                      "missing": "module 'rasa.utils.train_utils' has no attribute 'no_such_function'"}
+    assert result == {
+        "lazy": True,
+        "tf": True,
+        "callable": True,
+        "missing": "module 'rasa.utils.train_utils' has no attribute 'no_such_function'",
+    }
 
 
 def test_thinc_imports_tensorflow_only_when_it_uses_it():
@@ -158,11 +179,22 @@ from plugins import lean
 lean.EXPECTED["train_utils"] = "0" * 16
 print(json.dumps(lean.install()))
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env=dict(os.environ, WAYPOINT_LEAN="1", PYTHONPATH=str(ROOT)))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=dict(os.environ, WAYPOINT_LEAN="1", PYTHONPATH=str(ROOT)),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
-        "lazy_train_utils": False, "thinc_probe": True, "registry": True, "deferred_train_schema": True}
+        "lazy_train_utils": False,
+        "thinc_probe": True,
+        "registry": True,
+        "deferred_train_schema": True,
+    }
     assert "lazy_train_utils" in done.stderr  # the warning names the patch that stays off
 
 
@@ -193,31 +225,73 @@ actions:
 EXAMPLES = {
     "greet": ["hi", "hello", "hey there", "good morning", "hello anyone there", "hi friend"],
     "goodbye": ["bye", "see you", "goodbye", "ok bye now", "that is all, bye", "see you later"],
-    "ask_help": ["where can I get help", "I need help with my passport", "who can help me",
-                 "my boss took my passport", "how do I get my documents back", "I need a lawyer"],
-    "report_emergency": ["I am in danger now", "someone is hurting me", "help me they are coming",
-                         "I am locked in", "they beat me now", "call police please"],
-    "report_self_harm": ["I want to die", "I want to end my life", "I will hurt myself",
-                         "I do not want to live", "kill myself", "no reason to live"],
+    "ask_help": [
+        "where can I get help",
+        "I need help with my passport",
+        "who can help me",
+        "my boss took my passport",
+        "how do I get my documents back",
+        "I need a lawyer",
+    ],
+    "report_emergency": [
+        "I am in danger now",
+        "someone is hurting me",
+        "help me they are coming",
+        "I am locked in",
+        "they beat me now",
+        "call police please",
+    ],
+    "report_self_harm": [
+        "I want to die",
+        "I want to end my life",
+        "I will hurt myself",
+        "I do not want to live",
+        "kill myself",
+        "no reason to live",
+    ],
 }
-RULES = {"greet": "utter_greet", "goodbye": "utter_goodbye", "ask_help": "utter_help",
-         "report_emergency": "utter_emergency", "report_self_harm": "utter_crisis"}
+RULES = {
+    "greet": "utter_greet",
+    "goodbye": "utter_goodbye",
+    "ask_help": "utter_help",
+    "report_emergency": "utter_emergency",
+    "report_self_harm": "utter_crisis",
+}
 
 
 def tiny_project(folder: pathlib.Path, config: pathlib.Path) -> pathlib.Path:
     (folder / "data").mkdir(parents=True)
     (folder / "domain.yml").write_text(DOMAIN, encoding="utf-8")
-    nlu = {"version": "3.1", "nlu": [{"intent": intent, "metadata": {"language": "en"},
-                                      "examples": "".join(f"- {e}\n" for e in examples)}
-                                     for intent, examples in EXAMPLES.items()]}
-    rules = {"version": "3.1", "rules": [{"rule": intent, "steps": [{"intent": intent}, {"action": action}]}
-                                         for intent, action in RULES.items()]}
+    nlu = {
+        "version": "3.1",
+        "nlu": [
+            {"intent": intent, "metadata": {"language": "en"}, "examples": "".join(f"- {e}\n" for e in examples)}
+            for intent, examples in EXAMPLES.items()
+        ],
+    }
+    rules = {
+        "version": "3.1",
+        "rules": [
+            {"rule": intent, "steps": [{"intent": intent}, {"action": action}]} for intent, action in RULES.items()
+        ],
+    }
     (folder / "data" / "nlu.yml").write_text(yaml.safe_dump(nlu, allow_unicode=True), encoding="utf-8")
     (folder / "data" / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     (folder / "config.yml").write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
-    launch("train", "--config", str(folder / "config.yml"), "--domain", str(folder / "domain.yml"),
-           "--data", str(folder / "data"), "--out", str(folder / "models"), "--fixed-model-name", "m",
-           RASA_CACHE_DIRECTORY=str(folder / "cache"))
+    launch(
+        "train",
+        "--config",
+        str(folder / "config.yml"),
+        "--domain",
+        str(folder / "domain.yml"),
+        "--data",
+        str(folder / "data"),
+        "--out",
+        str(folder / "models"),
+        "--fixed-model-name",
+        "m",
+        RASA_CACHE_DIRECTORY=str(folder / "cache"),
+    )
     model = folder / "models" / "m.tar.gz"
     assert model.exists()
     return model
@@ -245,40 +319,68 @@ result = {"intent": parsed["intent"]["name"], "tf": "tensorflow" in sys.modules,
 
 @pytest.mark.model
 def test_waypoint_model_serves_without_tensorflow(waypoint_model):
-    lean_on = run_python(f"MODEL = {str(waypoint_model)!r}\n" + LOAD_AND_PARSE + """
+    lean_on = run_python(
+        f"MODEL = {str(waypoint_model)!r}\n"
+        + LOAD_AND_PARSE
+        + """
 metadata = agent.processor.model_metadata
 result["train_nodes"] = sorted(metadata.train_schema.nodes)  # read now: Rasa's from_dict, TensorFlow with it
 result["uses"] = sorted({n.uses.__name__ for n in metadata.train_schema.nodes.values()})
 print(json.dumps(result))
-""")
-    stock = run_python(f"MODEL = {str(waypoint_model)!r}\n" + LOAD_AND_PARSE + """
+"""
+    )
+    stock = run_python(
+        f"MODEL = {str(waypoint_model)!r}\n"
+        + LOAD_AND_PARSE
+        + """
 metadata = agent.processor.model_metadata
 result["train_nodes"] = sorted(metadata.train_schema.nodes)
 result["uses"] = sorted({n.uses.__name__ for n in metadata.train_schema.nodes.values()})
 print(json.dumps(result))
-""", lean="0")
+""",
+        lean="0",
+    )
     assert lean_on["intent"] == stock["intent"] == "ask_help"
     assert lean_on["tf"] is False
     assert stock["tf"] is True
     assert lean_on["train_nodes"] == stock["train_nodes"] and "DefaultV1RecipeValidator" in lean_on["uses"]
     assert lean_on["uses"] == stock["uses"]
-    print(f"\nVmRSS after load and one parse: lean {lean_on['rss_kb'] // 1024} MB, "
-          f"stock {stock['rss_kb'] // 1024} MB")
+    print(f"\nVmRSS after load and one parse: lean {lean_on['rss_kb'] // 1024} MB, stock {stock['rss_kb'] // 1024} MB")
     assert lean_on["rss_kb"] < stock["rss_kb"] - 200_000  # TensorFlow alone is far more than 200 MB
 
 
 @pytest.mark.model
 def test_rasa_test_and_shell_through_launch(waypoint_model, tmp_path):
     folder = waypoint_model.parent.parent
-    launch("test", "nlu", "--model", str(waypoint_model), "--nlu", str(folder / "data" / "nlu.yml"),
-           "--out", str(tmp_path / "results"), "--no-plot")
+    launch(
+        "test",
+        "nlu",
+        "--model",
+        str(waypoint_model),
+        "--nlu",
+        str(folder / "data" / "nlu.yml"),
+        "--out",
+        str(tmp_path / "results"),
+        "--no-plot",
+    )
     report = json.loads((tmp_path / "results" / "intent_report.json").read_text(encoding="utf-8"))
     assert report["accuracy"] > 0.5
-    stories = {"version": "3.1", "stories": [{"story": "greet", "steps": [
-        {"user": "hello", "intent": "greet"}, {"action": "utter_greet"}]}]}
+    stories = {
+        "version": "3.1",
+        "stories": [{"story": "greet", "steps": [{"user": "hello", "intent": "greet"}, {"action": "utter_greet"}]}],
+    }
     (tmp_path / "stories.yml").write_text(yaml.safe_dump(stories), encoding="utf-8")
-    launch("test", "core", "--model", str(waypoint_model), "--stories", str(tmp_path / "stories.yml"),
-           "--out", str(tmp_path / "core"), "--no-plot")
+    launch(
+        "test",
+        "core",
+        "--model",
+        str(waypoint_model),
+        "--stories",
+        str(tmp_path / "stories.yml"),
+        "--out",
+        str(tmp_path / "core"),
+        "--no-plot",
+    )
     assert json.loads((tmp_path / "core" / "story_report.json").read_text(encoding="utf-8"))["accuracy"] == 1.0
     shell = launch("shell", "nlu", "--model", str(waypoint_model), stdin="hello\n")
     assert '"name": "greet"' in shell.stdout

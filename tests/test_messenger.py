@@ -7,6 +7,7 @@ quick replies, long text, non-text, the locale hint, deletion, back-off, the
 page's profile, and a live hand-off with a voice note through the operators'
 Telegram chat (tests/fake_telegram.py). Hypothesis posts random signed bodies.
 The end-to-end tests (marked ``model``) start the real servers."""
+
 from __future__ import annotations
 
 import json
@@ -59,9 +60,13 @@ def graph():
 @pytest.fixture
 def env(graph, monkeypatch):
     graph.reset()
-    for key, value in {"META_GRAPH_API_URL": graph.graph_url, "MESSENGER_PAGE_ACCESS_TOKEN": TOKEN,
-                       "MESSENGER_APP_SECRET": APP_SECRET, "MESSENGER_VERIFY_TOKEN": VERIFY,
-                       "WAYPOINT_ID_SECRET": ID_SECRET}.items():
+    for key, value in {
+        "META_GRAPH_API_URL": graph.graph_url,
+        "MESSENGER_PAGE_ACCESS_TOKEN": TOKEN,
+        "MESSENGER_APP_SECRET": APP_SECRET,
+        "MESSENGER_VERIFY_TOKEN": VERIFY,
+        "WAYPOINT_ID_SECRET": ID_SECRET,
+    }.items():
         monkeypatch.setenv(key, value)
     channel_state.reset()
     yield graph
@@ -77,8 +82,9 @@ async def h(env):
     channel = MessengerInput(relay=relay, backoff=0.01, max_wait=5)
     async with fg.ChannelServer(channel, assistant, agent) as server:
         relay.app = server.app
-        yield types.SimpleNamespace(server=server, channel=channel, assistant=assistant, agent=agent, relay=relay,
-                                    graph=env)
+        yield types.SimpleNamespace(
+            server=server, channel=channel, assistant=assistant, agent=agent, relay=relay, graph=env
+        )
 
 
 def sender(psid: str = PSID) -> str:
@@ -104,13 +110,23 @@ def say(content: Any, key: str, lang: str = "en") -> str:
 
 # -- the gate -------------------------------------------------------------------------------------------------
 
+
 def test_signature_check_is_hmac_sha256_of_the_raw_body():
     body = b'{"object":"page","entry":[]}'
     good = sign(body, APP_SECRET)
     assert good.startswith("sha256=") and signature_valid(body, good, APP_SECRET)
     assert signature_valid(body, good.upper().replace("SHA256=", "sha256="), APP_SECRET)
-    for header in (None, "", "sha256=", "sha1=" + good[7:], good[7:], sign(body + b" ", APP_SECRET),
-                   sign(body, "another-secret"), "sha256=ünïcödé", good + "00"):
+    for header in (
+        None,
+        "",
+        "sha256=",
+        "sha1=" + good[7:],
+        good[7:],
+        sign(body + b" ", APP_SECRET),
+        sign(body, "another-secret"),
+        "sha256=ünïcödé",
+        good + "00",
+    ):
         assert not signature_valid(body, header, APP_SECRET), header
     assert not signature_valid(body, good, "")  # no app secret: nothing is valid
 
@@ -119,8 +135,13 @@ def test_handshake_answers_the_challenge_only_to_our_verify_token():
     ok = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"}
     assert handshake(ok, VERIFY) == (200, "1158201444")
     assert handshake({**ok, "hub.challenge": ["77"]}, VERIFY) == (200, "77")
-    for bad in ({**ok, "hub.verify_token": "guess"}, {**ok, "hub.mode": "unsubscribe"},
-                {k: v for k, v in ok.items() if k != "hub.challenge"}, {}, {**ok, "hub.challenge": "x" * 600}):
+    for bad in (
+        {**ok, "hub.verify_token": "guess"},
+        {**ok, "hub.mode": "unsubscribe"},
+        {k: v for k, v in ok.items() if k != "hub.challenge"},
+        {},
+        {**ok, "hub.challenge": "x" * 600},
+    ):
         assert handshake(bad, VERIFY)[0] == 403
     assert handshake(ok, "")[0] == 403
 
@@ -138,8 +159,13 @@ async def test_posts_without_a_valid_signature_are_refused_and_nothing_is_proces
     body = fg.messenger_body(fg.messenger_text(PSID, "SECRET-WORDS-7731"))
     raw = json.dumps(body).encode()
     with caplog.at_level(logging.DEBUG):
-        for signature in (None, "sha256=" + "0" * 64, sign(raw, "not-the-app-secret"), "sha1=abc",
-                          sign(raw + b"\n", APP_SECRET)):
+        for signature in (
+            None,
+            "sha256=" + "0" * 64,
+            sign(raw, "not-the-app-secret"),
+            "sha1=abc",
+            sign(raw + b"\n", APP_SECRET),
+        ):
             response = await h.server.post(body, None, raw=raw, signature=signature)
             assert response.status_code == 403
         await h.channel.settle()
@@ -150,6 +176,7 @@ async def test_posts_without_a_valid_signature_are_refused_and_nothing_is_proces
 
 
 # -- a message and its answer -----------------------------------------------------------------------------------
+
 
 async def test_a_message_is_answered_and_rasa_sees_only_a_keyed_hash(h):
     response = await send(h, fg.messenger_text(PSID, "hello"))
@@ -171,8 +198,11 @@ async def test_the_address_is_stored_encrypted_only(h, tmp_path):
     assert h.channel.target(sender())[0] == PSID
     database = channel_state.get_state().engine.url.database
     with sqlite3.connect(database) as connection:
-        dump = "\n".join(str(row) for table in ("waypoint_channel_addresses", "waypoint_channel_seen")
-                         for row in connection.execute(f"SELECT * FROM {table}"))
+        dump = "\n".join(
+            str(row)
+            for table in ("waypoint_channel_addresses", "waypoint_channel_seen")
+            for row in connection.execute(f"SELECT * FROM {table}")
+        )
     assert sender() in dump and PSID not in dump
 
 
@@ -192,8 +222,9 @@ async def test_a_message_delivered_again_is_answered_once_even_on_another_server
     await send(h, event)
     assert texts(h) == ["echo: only once"]
     # a second Rasa server sharing the store (a new process: empty memory)
-    other_state = channel_state.ChannelState(channel_state.get_state().engine.url.render_as_string(False),
-                                             base.id_secret())
+    other_state = channel_state.ChannelState(
+        channel_state.get_state().engine.url.render_as_string(False), base.id_secret()
+    )
     other = MessengerInput(state=other_state, relay=h.relay)
     assert other.dispatch(other.parse(fg.messenger_body(event))) == 0
     fresh = fg.messenger_text(PSID, "new")
@@ -242,6 +273,7 @@ async def test_too_long_a_message_is_cut_and_the_user_told(h, content):
 
 # -- replies -------------------------------------------------------------------------------------------------------
 
+
 def topic(title: str, payload: str, short: str = "") -> Dict[str, str]:
     button = {"title": title, "payload": payload}
     if short:
@@ -250,10 +282,16 @@ def topic(title: str, payload: str, short: str = "") -> Dict[str, str]:
 
 
 async def test_buttons_become_quick_replies_with_short_titles(h):
-    h.assistant.script["menu"] = [{"text": "Pick one", "buttons": [
-        topic("What to do when the employer keeps your passport", "/ask_documents", "Passport kept"),
-        topic("Claiming wages that were never paid to you", "/ask_wages"),
-        topic("Talk to a person", "/request_human")]}]
+    h.assistant.script["menu"] = [
+        {
+            "text": "Pick one",
+            "buttons": [
+                topic("What to do when the employer keeps your passport", "/ask_documents", "Passport kept"),
+                topic("Claiming wages that were never paid to you", "/ask_wages"),
+                topic("Talk to a person", "/request_human"),
+            ],
+        }
+    ]
     await send(h, fg.messenger_text(PSID, "menu"))
     message = h.graph.messenger_sent(PSID)[0]
     titles = [q["title"] for q in message["quick_replies"]]
@@ -276,7 +314,9 @@ async def test_more_than_13_buttons_go_on_pages(h, content):
     assert page["text"] == say(content, "more_options")
     assert [q["payload"] for q in page["quick_replies"]] == [f"/topic_{i}" for i in range(12, 20)]
     assert h.assistant.texts == ["all topics"]  # paging never reaches the assistant
-    await send(h, fg.messenger_quick_reply(PSID, page["quick_replies"][0]["title"], page["quick_replies"][0]["payload"]))
+    await send(
+        h, fg.messenger_quick_reply(PSID, page["quick_replies"][0]["title"], page["quick_replies"][0]["payload"])
+    )
     assert h.assistant.texts[-1] == "/topic_12"
 
 
@@ -331,11 +371,19 @@ async def test_get_started_and_the_menu(h, content):
 
 # -- what is not text ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,payload,key", [
-    ("image", {"sticker_id": 369239263222822}, "non_text"), ("image", {}, "non_text"), ("audio", {}, "non_text"),
-    ("video", {}, "non_text"), ("file", {}, "non_text"), ("fallback", {}, "non_text"),
-    ("location", {"coordinates": {"lat": 3.139, "long": 101.6869}}, "personal_data_not_needed"),
-])
+
+@pytest.mark.parametrize(
+    "kind,payload,key",
+    [
+        ("image", {"sticker_id": 369239263222822}, "non_text"),
+        ("image", {}, "non_text"),
+        ("audio", {}, "non_text"),
+        ("video", {}, "non_text"),
+        ("file", {}, "non_text"),
+        ("fallback", {}, "non_text"),
+        ("location", {"coordinates": {"lat": 3.139, "long": 101.6869}}, "personal_data_not_needed"),
+    ],
+)
 async def test_other_kinds_of_message_get_a_kind_answer(h, content, kind, payload, key):
     await send(h, fg.messenger_attachment(PSID, kind, **payload))
     assert texts(h) == [say(content, key)]
@@ -357,6 +405,7 @@ async def test_an_edited_message_is_explained(h, content):
 
 # -- language ------------------------------------------------------------------------------------------------------
 
+
 async def test_the_messenger_locale_is_a_hint_asked_once(h, content):
     h.graph.locales[PSID] = "th_TH"
     await send(h, fg.messenger_text(PSID, "hello"))
@@ -371,6 +420,7 @@ async def test_the_messenger_locale_is_a_hint_asked_once(h, content):
 
 
 # -- deleting ------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("how", ["words", "menu"])
 async def test_delete_my_data_deletes_everything_on_the_server_and_says_the_app_keeps_the_chat(h, content, how):
@@ -405,8 +455,10 @@ async def test_when_the_assistant_cannot_delete_the_channel_does(h, content):
 
 # -- the Graph API's refusals -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status,code", [(429, None), (400, 4), (400, 17), (400, 32), (400, 613), (500, None),
-                                         (503, 2)])
+
+@pytest.mark.parametrize(
+    "status,code", [(429, None), (400, 4), (400, 17), (400, 32), (400, 613), (500, None), (503, 2)]
+)
 async def test_rate_limits_and_server_errors_back_off_and_retry(h, status, code):
     h.graph.fail("messenger_send", status=status, code=code, times=2)
     await send(h, fg.messenger_text(PSID, "hello"))
@@ -426,8 +478,9 @@ async def test_a_refusal_for_one_user_never_stops_the_others(h):
     h.graph.fail("messenger_send", status=400, code=100, times=2, match=lambda body: body["recipient"]["id"] == PSID)
     await send(h, fg.messenger_text(PSID, "one"), fg.messenger_text(OTHER, "two"))
     # the refused reply and the refused apology: neither retried
-    assert [c.status for c in h.graph.calls_of("messenger_send", ok_only=False)
-            if c.body["recipient"]["id"] == PSID] == [400]
+    assert [
+        c.status for c in h.graph.calls_of("messenger_send", ok_only=False) if c.body["recipient"]["id"] == PSID
+    ] == [400]
     assert texts(h, OTHER) == ["echo: two"] and texts(h) == []
     await send(h, fg.messenger_text(PSID, "three"))
     await send(h, fg.messenger_text(PSID, "four"))
@@ -436,18 +489,36 @@ async def test_a_refusal_for_one_user_never_stops_the_others(h):
 
 # -- bodies that are not what we expect ------------------------------------------------------------------------
 
+
 async def test_malformed_bodies_get_400_or_200_never_500_and_the_next_message_is_answered(h):
-    cases = [(b"not json", 400), (b"[1, 2, 3]", 400), (b'"a string"', 400), (b"{" * 5000, 400),
-             (b"[" * 100000 + b"]" * 100000, 400), (b'{"object": "page"', 400), ("{\"a\": \"\udcff\"}".encode(
-                 "utf-8", "surrogatepass"), 400), (b"\xff\xfe\x00", 400),
-             (json.dumps({"object": "instagram", "entry": []}).encode(), 200),
-             (json.dumps({"object": "page"}).encode(), 200), (json.dumps({"object": "page", "entry": "x"}).encode(), 200),
-             (json.dumps({"object": "page", "entry": [{"messaging": [{"sender": {}}, {}, 5]}]}).encode(), 200),
-             (json.dumps({"object": "page", "entry": [], "pad": "x" * 100_000}).encode(), 200),
-             (json.dumps(fg.messenger_body(fg.messenger_text(OTHER, "lone \ud800 surrogate", mid="m_\udfff"))).encode(),
-              200),
-             (json.dumps({"object": "page", "entry": [{"messaging": [{"sender": {"id": "1" * 10000},
-                                                                       "message": {"text": "x"}}]}]}).encode(), 200)]
+    cases = [
+        (b"not json", 400),
+        (b"[1, 2, 3]", 400),
+        (b'"a string"', 400),
+        (b"{" * 5000, 400),
+        (b"[" * 100000 + b"]" * 100000, 400),
+        (b'{"object": "page"', 400),
+        ('{"a": "\udcff"}'.encode("utf-8", "surrogatepass"), 400),
+        (b"\xff\xfe\x00", 400),
+        (json.dumps({"object": "instagram", "entry": []}).encode(), 200),
+        (json.dumps({"object": "page"}).encode(), 200),
+        (json.dumps({"object": "page", "entry": "x"}).encode(), 200),
+        (json.dumps({"object": "page", "entry": [{"messaging": [{"sender": {}}, {}, 5]}]}).encode(), 200),
+        (json.dumps({"object": "page", "entry": [], "pad": "x" * 100_000}).encode(), 200),
+        (
+            json.dumps(fg.messenger_body(fg.messenger_text(OTHER, "lone \ud800 surrogate", mid="m_\udfff"))).encode(),
+            200,
+        ),
+        (
+            json.dumps(
+                {
+                    "object": "page",
+                    "entry": [{"messaging": [{"sender": {"id": "1" * 10000}, "message": {"text": "x"}}]}],
+                }
+            ).encode(),
+            200,
+        ),
+    ]
     for raw, expected in cases:
         response = await h.server.post(None, APP_SECRET, raw=raw)
         assert response.status_code == expected, raw[:40]
@@ -458,49 +529,81 @@ async def test_malformed_bodies_get_400_or_200_never_500_and_the_next_message_is
 
 
 def json_values():
-    return st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-                        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
-                                                                                         children, max_size=4),
-                        max_leaves=20)
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=20,
+    )
 
 
 def messenger_shaped():
     any_value = json_values()
     ids = st.one_of(st.sampled_from([PSID, OTHER, "", "0", "../me", "1/2"]), st.integers(), any_value)
-    attachment = st.fixed_dictionaries({}, optional={
-        "type": st.sampled_from(["image", "audio", "video", "file", "location", "fallback", "template"]) | any_value,
-        "payload": st.fixed_dictionaries({}, optional={"url": st.text(max_size=40) | any_value,
-                                                       "sticker_id": any_value}) | any_value})
-    message = st.fixed_dictionaries({}, optional={
-        "mid": st.text(max_size=20) | any_value, "text": st.text(max_size=200) | any_value,
-        "is_echo": any_value, "quick_reply": st.fixed_dictionaries({}, optional={"payload": st.text(max_size=30)})
-        | any_value, "attachments": st.lists(attachment, max_size=2) | any_value})
-    item = st.fixed_dictionaries({}, optional={
-        "sender": st.fixed_dictionaries({}, optional={"id": ids}) | any_value,
-        "timestamp": st.integers() | any_value, "message": message | any_value,
-        "postback": st.fixed_dictionaries({}, optional={"payload": st.text(max_size=30) | any_value,
-                                                        "title": any_value, "mid": any_value}) | any_value,
-        "message_edit": any_value, "read": any_value})
-    entry = st.fixed_dictionaries({}, optional={"id": any_value, "time": any_value,
-                                                "messaging": st.lists(item, max_size=3) | any_value})
-    return st.fixed_dictionaries({"object": st.sampled_from(["page", "instagram", "whatsapp_business_account"])
-                                  | any_value},
-                                 optional={"entry": st.lists(entry, max_size=3) | any_value})
+    attachment = st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["image", "audio", "video", "file", "location", "fallback", "template"])
+            | any_value,
+            "payload": st.fixed_dictionaries(
+                {}, optional={"url": st.text(max_size=40) | any_value, "sticker_id": any_value}
+            )
+            | any_value,
+        },
+    )
+    message = st.fixed_dictionaries(
+        {},
+        optional={
+            "mid": st.text(max_size=20) | any_value,
+            "text": st.text(max_size=200) | any_value,
+            "is_echo": any_value,
+            "quick_reply": st.fixed_dictionaries({}, optional={"payload": st.text(max_size=30)}) | any_value,
+            "attachments": st.lists(attachment, max_size=2) | any_value,
+        },
+    )
+    item = st.fixed_dictionaries(
+        {},
+        optional={
+            "sender": st.fixed_dictionaries({}, optional={"id": ids}) | any_value,
+            "timestamp": st.integers() | any_value,
+            "message": message | any_value,
+            "postback": st.fixed_dictionaries(
+                {}, optional={"payload": st.text(max_size=30) | any_value, "title": any_value, "mid": any_value}
+            )
+            | any_value,
+            "message_edit": any_value,
+            "read": any_value,
+        },
+    )
+    entry = st.fixed_dictionaries(
+        {}, optional={"id": any_value, "time": any_value, "messaging": st.lists(item, max_size=3) | any_value}
+    )
+    return st.fixed_dictionaries(
+        {"object": st.sampled_from(["page", "instagram", "whatsapp_business_account"]) | any_value},
+        optional={"entry": st.lists(entry, max_size=3) | any_value},
+    )
 
 
 def bodies():
-    padded = st.builds(lambda body, size: json.dumps({**body, "padding": "x" * size}).encode(),
-                       messenger_shaped(), st.integers(0, 100_000))
-    return st.one_of(st.builds(lambda v: json.dumps(v).encode(), json_values()),
-                     st.builds(lambda v: json.dumps(v).encode(), messenger_shaped()), padded,
-                     st.binary(max_size=2000), st.binary(min_size=100_000, max_size=102_400))
+    padded = st.builds(
+        lambda body, size: json.dumps({**body, "padding": "x" * size}).encode(),
+        messenger_shaped(),
+        st.integers(0, 100_000),
+    )
+    return st.one_of(
+        st.builds(lambda v: json.dumps(v).encode(), json_values()),
+        st.builds(lambda v: json.dumps(v).encode(), messenger_shaped()),
+        padded,
+        st.binary(max_size=2000),
+        st.binary(min_size=100_000, max_size=102_400),
+    )
 
 
 _fresh_users = iter(range(7000000000000000, 8000000000000000))
 
 
-@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(raw=bodies())
 async def test_random_signed_bodies_never_get_a_500_and_the_next_message_is_answered(h, raw):
     response = await h.server.post(None, APP_SECRET, raw=raw)
@@ -513,6 +616,7 @@ async def test_random_signed_bodies_never_get_a_500_and_the_next_message_is_answ
 
 # -- the page's profile --------------------------------------------------------------------------------------
 
+
 def test_the_profile_has_get_started_a_greeting_and_a_menu_per_locale(content):
     body = profile_body()
     assert body["get_started"] == {"payload": "WAYPOINT_START"}
@@ -520,8 +624,12 @@ def test_the_profile_has_get_started_a_greeting_and_a_menu_per_locale(content):
     for greeting in body["greeting"]:
         assert 0 < len(greeting["text"]) <= 160
     for menu in body["persistent_menu"]:
-        assert [i["payload"] for i in menu["call_to_actions"]] == ["/ask_help_helplines", "/request_human",
-                                                                   "WAYPOINT_LANGUAGE", "WAYPOINT_DELETE"]
+        assert [i["payload"] for i in menu["call_to_actions"]] == [
+            "/ask_help_helplines",
+            "/request_human",
+            "WAYPOINT_LANGUAGE",
+            "WAYPOINT_DELETE",
+        ]
         assert all(0 < len(i["title"]) <= 30 for i in menu["call_to_actions"])
     locales = {m["locale"] for m in body["persistent_menu"]} - {"default"}
     assert locales <= set(LOCALES.values())
@@ -559,6 +667,7 @@ def test_setup_command_needs_the_token(monkeypatch, capsys):
 
 # -- on and off ----------------------------------------------------------------------------------------------
 
+
 async def test_without_a_token_the_channel_is_off(monkeypatch, caplog):
     monkeypatch.delenv("MESSENGER_PAGE_ACCESS_TOKEN", raising=False)
     monkeypatch.setenv("WAYPOINT_ID_SECRET", ID_SECRET)
@@ -569,8 +678,9 @@ async def test_without_a_token_the_channel_is_off(monkeypatch, caplog):
     agent = fg.small_agent()
     async with fg.ChannelServer(channel, fg.StubAssistant(agent), agent) as server:
         assert (await server.post(fg.messenger_body(fg.messenger_text(PSID, "hi")), APP_SECRET)).status_code == 503
-        assert (await server.get({"hub.mode": "subscribe", "hub.verify_token": VERIFY,
-                                  "hub.challenge": "1"})).status_code == 403
+        assert (
+            await server.get({"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1"})
+        ).status_code == 403
 
 
 def test_rasa_builds_both_channels_from_credentials_yml_and_mounts_their_webhooks(env, monkeypatch, tmp_path):
@@ -602,6 +712,7 @@ def test_credentials_are_ignored_and_settings_read(env, monkeypatch):
 
 # -- the live hand-off ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def operators():
     server = tg.FakeTelegram(TG_TOKEN).start()
@@ -616,7 +727,8 @@ async def live_case(h: Any, operators: Any, content: Any) -> Any:
     client = await fg.attach_operators(h.relay, operators, TG_TOKEN, OPS)
     h.assistant.script["a person please"] = [
         {"text": say(content, "handoff_waiting")},
-        {"custom": {"waypoint": "handoff_requested", "case_id": CASE, "language": "en", "topic": None}}]
+        {"custom": {"waypoint": "handoff_requested", "case_id": CASE, "language": "en", "topic": None}},
+    ]
     await send(h, fg.messenger_text(PSID, "a person please"))
     await h.graph.until(lambda: operators.calls_of("sendMessage", OPS), what="the case in the operators' chat")
     assert await h.relay.accept(CASE) is not None
@@ -659,7 +771,8 @@ def set_last_message(h: Any, hours: float, psid: str = PSID) -> None:
 
 
 async def test_after_24_hours_a_counsellor_answers_with_the_human_agent_tag_and_after_7_days_not_at_all(
-        h, operators, content):
+    h, operators, content
+):
     client = await live_case(h, operators, content)
     try:
         set_last_message(h, 30)
@@ -677,6 +790,7 @@ async def test_after_24_hours_a_counsellor_answers_with_the_human_agent_tag_and_
 
 # -- logs ----------------------------------------------------------------------------------------------------------
 
+
 async def test_logs_hold_no_text_and_no_messenger_ids(h, caplog):
     h.graph.locales[PSID] = "ms_MY"
     with caplog.at_level(logging.DEBUG):
@@ -691,6 +805,7 @@ async def test_logs_hold_no_text_and_no_messenger_ids(h, caplog):
 
 # -- end to end: the real servers ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def servers(graph, tmp_path_factory):
     from tests.servers import ROOT, ActionServer, RasaServer
@@ -698,8 +813,13 @@ def servers(graph, tmp_path_factory):
     var = tmp_path_factory.mktemp("messenger")
     credentials = var / "credentials.yml"
     credentials.write_text("channels.rest.RestInput:\nchannels.messenger.MessengerInput:\n")
-    env = {"META_GRAPH_API_URL": graph.graph_url, "MESSENGER_PAGE_ACCESS_TOKEN": TOKEN,
-           "MESSENGER_APP_SECRET": APP_SECRET, "MESSENGER_VERIFY_TOKEN": VERIFY, "WAYPOINT_ID_SECRET": ID_SECRET}
+    env = {
+        "META_GRAPH_API_URL": graph.graph_url,
+        "MESSENGER_PAGE_ACCESS_TOKEN": TOKEN,
+        "MESSENGER_APP_SECRET": APP_SECRET,
+        "MESSENGER_VERIFY_TOKEN": VERIFY,
+        "WAYPOINT_ID_SECRET": ID_SECRET,
+    }
     actions = ActionServer(var / "actions", env).start()
     rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, credentials=credentials, env=env)
     try:
@@ -714,9 +834,12 @@ def post_to(server: Any, body: Dict[str, Any]) -> int:
     import urllib.request
 
     raw = json.dumps(body).encode()
-    request = urllib.request.Request(server.url + "/webhooks/messenger/webhook", data=raw, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "X-Hub-Signature-256": sign(raw, APP_SECRET)})
+    request = urllib.request.Request(
+        server.url + "/webhooks/messenger/webhook",
+        data=raw,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, APP_SECRET)},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status
 
@@ -764,8 +887,12 @@ def test_end_to_end_a_retry_and_a_bad_signature(servers, graph):
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(servers.url + "/webhooks/messenger/webhook", data=b"{}", method="POST",
-                                     headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
+    request = urllib.request.Request(
+        servers.url + "/webhooks/messenger/webhook",
+        data=b"{}",
+        method="POST",
+        headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 403

@@ -1,6 +1,7 @@
 """The NLU components' contracts that the benchmarks rely on: the held-out sets
 stay out of the training data; the fast paths compute what they replace; the
 emergency override keeps a confident guide question and overrides the rest."""
+
 from __future__ import annotations
 
 import pickle
@@ -47,8 +48,16 @@ def test_held_out_sets_cover_every_intent_in_every_language(domain):
 
 
 def small_model():
-    texts = ["where is my passport", "boss keeps my passport", "i want to go home", "how to go back home",
-             "they did not pay my salary", "no salary for 3 months", "can i get a lawyer", "free lawyer please"]
+    texts = [
+        "where is my passport",
+        "boss keeps my passport",
+        "i want to go home",
+        "how to go back home",
+        "they did not pay my salary",
+        "no salary for 3 months",
+        "can i get a lawyer",
+        "free lawyer please",
+    ]
     intents = ["documents", "documents", "home", "home", "wages", "wages", "lawyer", "lawyer"]
     return IntentModel().fit(texts, intents)
 
@@ -103,22 +112,29 @@ def parsed(text, ranking):
 def test_emergency_override_keeps_a_confident_guide_question():
     override = EmergencyOverride()
     text = "i cant leave the dormitory and they lock the door every night, is this trafficking"
-    message = parsed(text, [{"name": "ask_ident_am_i_a_victim", "confidence": 0.93},
-                            {"name": "report_emergency", "confidence": 0.02}])
+    message = parsed(
+        text,
+        [{"name": "ask_ident_am_i_a_victim", "confidence": 0.93}, {"name": "report_emergency", "confidence": 0.02}],
+    )
     override.process([message])
     assert message.get(INTENT)["name"] == "ask_ident_am_i_a_victim"
     assert message.get("possible_emergency") is True
 
 
-@pytest.mark.parametrize("ranking", [
-    [{"name": "ask_ident_am_i_a_victim", "confidence": 0.6}, {"name": "report_emergency", "confidence": 0.2}],
-    [{"name": "ask_ident_am_i_a_victim", "confidence": 0.9}, {"name": "report_emergency", "confidence": 0.15}],
-    [{"name": "inform_country", "confidence": 0.95}, {"name": "report_emergency", "confidence": 0.01}],
-    [{"name": "nlu_fallback", "confidence": 0.3}, {"name": "ask_protect_shelter", "confidence": 0.28}],
-    [],
-])
+@pytest.mark.parametrize(
+    "ranking",
+    [
+        [{"name": "ask_ident_am_i_a_victim", "confidence": 0.6}, {"name": "report_emergency", "confidence": 0.2}],
+        [{"name": "ask_ident_am_i_a_victim", "confidence": 0.9}, {"name": "report_emergency", "confidence": 0.15}],
+        [{"name": "inform_country", "confidence": 0.95}, {"name": "report_emergency", "confidence": 0.01}],
+        [{"name": "nlu_fallback", "confidence": 0.3}, {"name": "ask_protect_shelter", "confidence": 0.28}],
+        [],
+    ],
+)
 def test_emergency_override_wins_otherwise(ranking):
-    message = parsed("they locked the door and he is hitting my friend now", ranking or [{"name": "greet", "confidence": 1.0}])
+    message = parsed(
+        "they locked the door and he is hitting my friend now", ranking or [{"name": "greet", "confidence": 1.0}]
+    )
     if not ranking:
         message.set(INTENT_RANKING_KEY, [])
     EmergencyOverride().process([message])

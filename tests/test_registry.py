@@ -2,6 +2,7 @@
 language"): the checklist, walked for a made-up language "xx" in a copy of the
 data. Each step is checked by what uses it; a missing step is named by the
 content check."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,15 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENTRY = {"code": "xx", "native_name": "Xxish", "english_name": "Made-up", "script": "latin", "tokenizer": "words",
-         "hint_aliases": ["xxx"], "names": ["xxish"]}
+ENTRY = {
+    "code": "xx",
+    "native_name": "Xxish",
+    "english_name": "Made-up",
+    "script": "latin",
+    "tokenizer": "words",
+    "hint_aliases": ["xxx"],
+    "names": ["xxish"],
+}
 
 
 def add_language(data: pathlib.Path, skip: str = "") -> None:
@@ -77,7 +85,9 @@ def data(tmp_path):
 
 def test_a_made_up_language_is_learnt_everywhere_from_the_registry(data):
     add_language(data)
-    out = in_data(data, """
+    out = in_data(
+        data,
+        """
 import json
 from content import languages, lexicons
 from content.loader import load_content
@@ -98,7 +108,8 @@ print(json.dumps({
   "scorer": "xx" in scorer.counts,
   "words": words("hello there", "xx"),
 }))
-""")
+""",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["codes"][-1] == "xx" and found["hint"] == "xx" and "Xxish" in found["buttons"]
@@ -106,9 +117,14 @@ print(json.dumps({
     assert found["words"] == ["hello", "there"]
 
 
-@pytest.mark.parametrize("skip,named", [("messages", "messages.yml: messages.intro.xx"),
-                                        ("guides", "languages.xx: missing"),
-                                        ("countries", "names.xx: missing")])
+@pytest.mark.parametrize(
+    "skip,named",
+    [
+        ("messages", "messages.yml: messages.intro.xx"),
+        ("guides", "languages.xx: missing"),
+        ("countries", "names.xx: missing"),
+    ],
+)
 def test_a_missing_step_is_named_by_the_content_check(data, skip, named):
     add_language(data, skip=skip)
     out = in_data(data, "import sys; from content.loader import main; sys.exit(main())")
@@ -119,10 +135,13 @@ def test_nlu_without_its_language_folder_is_caught(data):
     add_language(data)
     text = (data / "nlu" / "xx" / "topics.yml").read_text().replace("language: xx", "language: en", 1)
     (data / "nlu" / "xx" / "topics.yml").write_text(text)
-    out = in_data(data, """
+    out = in_data(
+        data,
+        """
 import pathlib
 from content.nlu_files import nlu_examples, training_files
 bad = [p for p in training_files("xx") if {l for _, _, l in nlu_examples(p)} - {"xx"}]
 print(len(bad))
-""")
+""",
+    )
     assert out.stdout.strip().splitlines()[-1] == "1"

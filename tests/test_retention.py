@@ -1,5 +1,6 @@
 """Retention: a conversation older than the limit is purged, a fresh one is not;
 the same for hand-off cases, in the Rasa server's own store."""
+
 import time
 
 from rasa.shared.core.domain import Domain
@@ -13,8 +14,12 @@ from plugins.tracker_store import WaypointSQLTrackerStore
 
 def tracker(sender, age_days):
     stamp = time.time() - age_days * 86400
-    events = [ActionExecuted("action_session_start", timestamp=stamp), SessionStarted(timestamp=stamp),
-              ActionExecuted("action_listen", timestamp=stamp), UserUttered("hello", timestamp=stamp)]
+    events = [
+        ActionExecuted("action_session_start", timestamp=stamp),
+        SessionStarted(timestamp=stamp),
+        ActionExecuted("action_listen", timestamp=stamp),
+        UserUttered("hello", timestamp=stamp),
+    ]
     return DialogueStateTracker.from_events(sender, events)
 
 

@@ -1,6 +1,7 @@
 """Every environment variable is declared once (content/settings.py), read only
 through it (tests/test_architecture.py), and documented in the README exactly as
 declared: the README's table is the declaration, printed."""
+
 from __future__ import annotations
 
 import pathlib

@@ -1,4 +1,5 @@
 """The per-language tokenizer: Thai words, Vietnamese compounds, Latin words."""
+
 import pytest
 from rasa.nlu.constants import TOKENS_NAMES
 from rasa.shared.nlu.constants import TEXT
@@ -51,7 +52,7 @@ def test_latin_languages_split_on_words_and_keep_offsets(tokenizer):
     tokenizer.process([message])
     found = message.get(TOKENS_NAMES[TEXT])
     assert [t.text for t in found] == ["Saya", "tak", "boleh", "balik", "boss"]
-    assert all(message.get(TEXT)[t.start:t.end] == t.text for t in found)
+    assert all(message.get(TEXT)[t.start : t.end] == t.text for t in found)
 
 
 def test_symbols_only_still_yield_a_token(tokenizer):

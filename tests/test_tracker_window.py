@@ -2,6 +2,7 @@
 and Rasa's per-message costs patched in plugins/speedups.py: a windowed
 tracker has the same state as the whole session, saving stores every event
 exactly once, and the patched Rasa functions answer as the originals do."""
+
 from __future__ import annotations
 
 import pathlib
@@ -39,13 +40,20 @@ def store(path: pathlib.Path, domain: Domain, turns: int = 3) -> WaypointSQLTrac
 
 
 def session_start() -> list:
-    return [ActionExecuted("action_session_start"), SessionStarted(), SlotSet("audience", "survivor"),
-            ActionExecuted("action_listen")]
+    return [
+        ActionExecuted("action_session_start"),
+        SessionStarted(),
+        SlotSet("audience", "survivor"),
+        ActionExecuted("action_listen"),
+    ]
 
 
 def turn(n: int, slots: dict = None) -> list:
-    events = [UserUttered(f"message {n}", {"name": "greet", "confidence": 1.0}), ActionExecuted("action_reply"),
-              BotUttered(f"reply {n}")]
+    events = [
+        UserUttered(f"message {n}", {"name": "greet", "confidence": 1.0}),
+        ActionExecuted("action_reply"),
+        BotUttered(f"reply {n}"),
+    ]
     events += [SlotSet(name, value) for name, value in (slots or {}).items()]
     return events + [ActionExecuted("action_listen")]
 
@@ -74,8 +82,8 @@ async def test_a_long_session_loads_its_recent_turns_with_every_slot(tmp_path, d
     recent = await ts.retrieve("long")
     assert user_texts(recent) == ["message 7", "message 8", "message 9"]
     assert isinstance(recent.events[0], SessionStarted)
-    assert recent.current_slot_values()["language"] == "id"   # set inside the window
-    assert recent.current_slot_values()["country"] == "MY"    # carried from before it
+    assert recent.current_slot_values()["language"] == "id"  # set inside the window
+    assert recent.current_slot_values()["country"] == "MY"  # carried from before it
     assert recent.current_slot_values()["topic"] == "protect.documents"
     assert recent.latest_action_name == "action_listen"
 
@@ -111,8 +119,12 @@ async def test_a_new_session_starts_a_new_window(tmp_path, domain):
 
 async def test_a_reset_before_the_window_still_resets(tmp_path, domain):
     ts = store(tmp_path / "t.db", domain, turns=2)
-    steps = [session_start(), turn(1, {"country": "TH", "topic": "protect.documents"}), [AllSlotsReset()],
-             turn(2, {"topic": "remedy.compensation"})] + [turn(n) for n in range(3, 7)]
+    steps = [
+        session_start(),
+        turn(1, {"country": "TH", "topic": "protect.documents"}),
+        [AllSlotsReset()],
+        turn(2, {"topic": "remedy.compensation"}),
+    ] + [turn(n) for n in range(3, 7)]
     await converse(ts, "s", domain, steps)
     recent = await ts.retrieve("s")
     ts.history_turns = 0
@@ -144,8 +156,7 @@ async def test_a_tracker_the_store_did_not_load_is_saved_as_rasa_does(tmp_path, 
 
 slot_values = st.sampled_from([None, "en", "id", "ms", "vi", "th"])
 turn_slots = st.dictionaries(st.sampled_from(["language", "country", "topic"]), slot_values, max_size=2)
-step = st.one_of(turn_slots.map(lambda slots: ("turn", slots)), st.just(("reset", None)),
-                 st.just(("session", None)))
+step = st.one_of(turn_slots.map(lambda slots: ("turn", slots)), st.just(("reset", None)), st.just(("session", None)))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -168,11 +179,13 @@ async def test_windowed_and_whole_session_agree_on_state(tmp_path_factory, domai
     assert recent.current_slot_values() == whole.current_slot_values()
     assert user_texts(recent) == user_texts(whole)[-turns:]
     assert recent.latest_action_name == whole.latest_action_name
-    assert [e.text for e in recent.events if isinstance(e, BotUttered)][-1:] == \
-           [e.text for e in whole.events if isinstance(e, BotUttered)][-1:]
+    assert [e.text for e in recent.events if isinstance(e, BotUttered)][-1:] == [
+        e.text for e in whole.events if isinstance(e, BotUttered)
+    ][-1:]
 
 
 # -- plugins/speedups.py ---------------------------------------------------
+
 
 def test_action_responses_are_validated_as_rasa_validates_them():
     from rasa.core.actions.action import RemoteAction
@@ -181,8 +194,11 @@ def test_action_responses_are_validated_as_rasa_validates_them():
     action = RemoteAction("action_x", None)
     patched = RemoteAction._validate_action_result
     original = patched.__wrapped__
-    good = [{"events": [], "responses": []}, {"events": [{"event": "slot", "name": "topic", "value": "x"}]},
-            {"responses": [{"text": "hi", "buttons": [{"title": "a", "payload": "/a"}]}]}]
+    good = [
+        {"events": [], "responses": []},
+        {"events": [{"event": "slot", "name": "topic", "value": "x"}]},
+        {"responses": [{"text": "hi", "buttons": [{"title": "a", "payload": "/a"}]}]},
+    ]
     bad = [{"events": "not a list"}, {"events": [{"no": "event key"}]}, {"responses": "text"}]
     for response in good:
         assert patched(action, response) is True
@@ -199,8 +215,23 @@ def test_action_responses_are_validated_as_rasa_validates_them():
 def test_event_types_resolve_to_the_same_classes():
     assert all(rasa_speedups.install().values())
     original = Event.resolve_by_type.__wrapped__
-    for name in ["user", "bot", "action", "slot", "session_started", "restart", "reset_slots", "active_loop",
-                 "user_featurization", "followup", "pause", "resume", "rewind", "undo", "export"]:
+    for name in [
+        "user",
+        "bot",
+        "action",
+        "slot",
+        "session_started",
+        "restart",
+        "reset_slots",
+        "active_loop",
+        "user_featurization",
+        "followup",
+        "pause",
+        "resume",
+        "rewind",
+        "undo",
+        "export",
+    ]:
         assert Event.resolve_by_type(name) is original(name)
         assert Event.resolve_by_type(name) is Event.resolve_by_type(name)
     assert Event.resolve_by_type("no-such-event", SlotSet) is SlotSet
@@ -231,13 +262,23 @@ class CountingServer:
             head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
             if not head:
                 break
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length")), 0)
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
             await reader.readexactly(length)
             self.requests += 1
             body = b'{"events": [], "responses": []}'
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
             await writer.drain()
         writer.close()
 
@@ -281,8 +322,9 @@ async def test_a_forgotten_conversation_leaves_no_text_in_the_sqlite_files(tmp_p
     database file nor its log holds the conversation's words."""
     ts = store(tmp_path / "t.db", domain, turns=2)
     secret = "zebra-umbrella-4711"
-    await converse(ts, "s", domain, [session_start(), [UserUttered(f"my code is {secret}"),
-                                                          ActionExecuted("action_listen")]])
+    await converse(
+        ts, "s", domain, [session_start(), [UserUttered(f"my code is {secret}"), ActionExecuted("action_listen")]]
+    )
     await converse(ts, "other", domain, [session_start(), turn(1)])
     files = lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))  # noqa: E731
     assert secret.encode() in files()
@@ -296,10 +338,12 @@ def test_the_rasa_fixes_can_be_turned_off():
     import subprocess
     import sys
 
-    code = ("from plugins import speedups as rasa_speedups; from rasa.core.actions.action import RemoteAction; "
-            "from rasa.shared.core.events import Event; "
-            "print(any(rasa_speedups.install().values()), hasattr(RemoteAction._validate_action_result, '__wrapped__'), "
-            "hasattr(Event.resolve_by_type, '__wrapped__'))")
+    code = (
+        "from plugins import speedups as rasa_speedups; from rasa.core.actions.action import RemoteAction; "
+        "from rasa.shared.core.events import Event; "
+        "print(any(rasa_speedups.install().values()), hasattr(RemoteAction._validate_action_result, '__wrapped__'), "
+        "hasattr(Event.resolve_by_type, '__wrapped__'))"
+    )
     env = {**os.environ, "WAYPOINT_RASA_SPEEDUPS": "0", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
@@ -311,10 +355,17 @@ def test_each_patch_stays_off_on_its_own_when_rasas_code_changed(monkeypatch):
     import subprocess
     import sys
 
-    code = ("import plugins, plugins.speedups as s; real = plugins.source_hash; "
-            "plugins.source_hash = lambda f: 'changed' if 'resolve_by_type' in getattr(f, '__qualname__', '') "
-            "else real(f); s.source_matches = lambda f, e, p: plugins.source_hash(getattr(f, '__func__', f)) == e; "
-            "print(s.install())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**__import__('os').environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import plugins, plugins.speedups as s; real = plugins.source_hash; "
+        "plugins.source_hash = lambda f: 'changed' if 'resolve_by_type' in getattr(f, '__qualname__', '') "
+        "else real(f); s.source_matches = lambda f, e, p: plugins.source_hash(getattr(f, '__func__', f)) == e; "
+        "print(s.install())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
     assert "'event_types': False" in out.stdout and "'validate_once': True" in out.stdout, out.stderr[-2000:]

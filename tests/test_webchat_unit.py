@@ -1,5 +1,6 @@
 """The web chat channel's pure parts, without servers (tests/test_webchat.py
 drives the real page in Chromium)."""
+
 from channels.webchat import (
     RateLimiter,
     SlidingWindow,
@@ -39,15 +40,21 @@ def test_prune_bounds_memory():
 
 
 def test_markers_and_custom_payloads_never_reach_the_page():
-    messages = [{"recipient_id": "x", "text": "Done."}, {"recipient_id": "x", "custom": FORGET_MARKER},
-                {"custom": {"waypoint": "handoff_requested", "case_id": "C1"}}, {"custom": {"other": 1}},
-                {"text": "Pick", "buttons": [{"title": "A", "payload": "/a"}, {"title": "no payload"}]}]
+    messages = [
+        {"recipient_id": "x", "text": "Done."},
+        {"recipient_id": "x", "custom": FORGET_MARKER},
+        {"custom": {"waypoint": "handoff_requested", "case_id": "C1"}},
+        {"custom": {"other": 1}},
+        {"text": "Pick", "buttons": [{"title": "A", "payload": "/a"}, {"title": "no payload"}]},
+    ]
     assert visible(messages) == [{"text": "Done."}, {"text": "Pick", "buttons": [{"title": "A", "payload": "/a"}]}]
 
 
 def test_settings():
     assert parse_origins("https://NGO.example/, http://b.example:8080/path, not-a-url,") == (
-        "https://ngo.example", "http://b.example:8080")
+        "https://ngo.example",
+        "http://b.example:8080",
+    )
     assert language_code("ms-MY") == "ms" and language_code("th_TH") == "th"
     assert language_code("fr") is None and language_code(None) is None
     channel = WebChatInput(origins=("https://ngo.example",))
@@ -58,7 +65,7 @@ def test_settings():
 def test_exit_url_must_be_http(monkeypatch):
     monkeypatch.setenv("WAYPOINT_WEBCHAT_EXIT_URL", "javascript:alert(1)")
     assert WebChatInput.from_credentials({}).exit_url.startswith("https://")
-    monkeypatch.setenv("WAYPOINT_WEBCHAT_EXIT_URL", "https://example.org/news?a=1&b=\"2\"")
+    monkeypatch.setenv("WAYPOINT_WEBCHAT_EXIT_URL", 'https://example.org/news?a=1&b="2"')
     page = WebChatInput.from_credentials({}).page()
     assert 'href="https://example.org/news?a=1&amp;b=&quot;2&quot;"' in page
 

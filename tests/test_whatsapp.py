@@ -8,6 +8,7 @@ deletion, back-off, the 24-hour window, and a live hand-off with a voice note
 through the operators' Telegram chat (tests/fake_telegram.py). Hypothesis posts
 random signed bodies. The end-to-end tests (marked ``model``) start the real
 servers."""
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,14 @@ def graph():
 @pytest.fixture
 def env(graph, monkeypatch):
     graph.reset()
-    for key, value in {"META_GRAPH_API_URL": graph.graph_url, "WHATSAPP_ACCESS_TOKEN": TOKEN,
-                       "WHATSAPP_APP_SECRET": APP_SECRET, "WHATSAPP_VERIFY_TOKEN": VERIFY,
-                       "WHATSAPP_PHONE_NUMBER_ID": PHONE_ID, "WAYPOINT_ID_SECRET": ID_SECRET}.items():
+    for key, value in {
+        "META_GRAPH_API_URL": graph.graph_url,
+        "WHATSAPP_ACCESS_TOKEN": TOKEN,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": VERIFY,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_ID,
+        "WAYPOINT_ID_SECRET": ID_SECRET,
+    }.items():
         monkeypatch.setenv(key, value)
     channel_state.reset()
     yield graph
@@ -77,16 +83,22 @@ async def h(env):
     channel = WhatsAppInput(relay=relay, backoff=0.01, max_wait=5)
     async with fg.ChannelServer(channel, assistant, agent) as server:
         relay.app = server.app
-        yield types.SimpleNamespace(server=server, channel=channel, assistant=assistant, agent=agent, relay=relay,
-                                    graph=env)
+        yield types.SimpleNamespace(
+            server=server, channel=channel, assistant=assistant, agent=agent, relay=relay, graph=env
+        )
 
 
 def sender(wa_id: str = WA) -> str:
     return base.sender_id_for("whatsapp", wa_id, ID_SECRET.encode(), prefix="wa")
 
 
-async def send(h: Any, *messages: Dict[str, Any], statuses: List[Dict[str, Any]] = (), settle: bool = True,
-               phone_number_id: str = PHONE_ID) -> Any:
+async def send(
+    h: Any,
+    *messages: Dict[str, Any],
+    statuses: List[Dict[str, Any]] = (),
+    settle: bool = True,
+    phone_number_id: str = PHONE_ID,
+) -> Any:
     for message in messages:
         h.graph.user_wrote(message["from"], float(message["timestamp"]))
     response = await h.server.post(fg.whatsapp_body(phone_number_id, messages, statuses, name=NAME), APP_SECRET)
@@ -116,6 +128,7 @@ def topic(title: str, payload: str, short: str = "") -> Dict[str, str]:
 
 # -- the gate -------------------------------------------------------------------------------------------------
 
+
 async def test_the_handshake_through_the_webhook(h):
     ok = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1234567"}
     response = await h.server.get(ok)
@@ -128,8 +141,14 @@ async def test_posts_without_a_valid_signature_are_refused_and_nothing_is_proces
     body = fg.whatsapp_body(PHONE_ID, [fg.whatsapp_text(WA, "SECRET-WORDS-9090")], name=NAME)
     raw = json.dumps(body).encode()
     with caplog.at_level(logging.DEBUG):
-        for signature in (None, "", "sha256=", sign(raw, "messenger-app-secret-0123"), sign(b"{}", APP_SECRET),
-                          "sha256=" + "f" * 64):
+        for signature in (
+            None,
+            "",
+            "sha256=",
+            sign(raw, "messenger-app-secret-0123"),
+            sign(b"{}", APP_SECRET),
+            "sha256=" + "f" * 64,
+        ):
             assert (await h.server.post(body, None, raw=raw, signature=signature)).status_code == 403
         await h.channel.settle()
     assert h.assistant.messages == [] and h.graph.calls == []
@@ -138,6 +157,7 @@ async def test_posts_without_a_valid_signature_are_refused_and_nothing_is_proces
 
 
 # -- a message and its answer -----------------------------------------------------------------------------------
+
 
 async def test_a_message_is_answered_and_rasa_sees_no_phone_number_and_no_language(h, content):
     response = await send(h, fg.whatsapp_text(WA, "hello"))
@@ -162,8 +182,11 @@ async def test_the_address_and_message_ids_are_stored_without_the_phone_number(h
     assert h.channel.target(sender())[0] == WA
     database = channel_state.get_state().engine.url.database
     with sqlite3.connect(database) as connection:
-        dump = "\n".join(str(row) for table in ("waypoint_channel_addresses", "waypoint_channel_seen")
-                         for row in connection.execute(f"SELECT * FROM {table}"))
+        dump = "\n".join(
+            str(row)
+            for table in ("waypoint_channel_addresses", "waypoint_channel_seen")
+            for row in connection.execute(f"SELECT * FROM {table}")
+        )
     assert sender() in dump and WA not in dump
     assert message["id"] not in dump  # a wamid carries the phone number: only its keyed hash is kept
 
@@ -176,8 +199,9 @@ async def test_the_webhook_answers_at_once_and_a_retry_is_answered_once_even_on_
     assert time.monotonic() - started < 0.45
     await send(h, message)
     assert texts(h) == ["echo: once"]
-    other_state = channel_state.ChannelState(channel_state.get_state().engine.url.render_as_string(False),
-                                             base.id_secret())
+    other_state = channel_state.ChannelState(
+        channel_state.get_state().engine.url.render_as_string(False), base.id_secret()
+    )
     other = WhatsAppInput(state=other_state, relay=h.relay)
     assert other.dispatch(other.parse(fg.whatsapp_body(PHONE_ID, [message]))) == 0
     other_state.close()
@@ -206,10 +230,18 @@ async def test_a_failed_turn_is_answered_kindly(h, content):
 
 # -- replies -------------------------------------------------------------------------------------------------------
 
+
 async def test_up_to_three_short_buttons_are_reply_buttons(h):
-    h.assistant.script["yes or no"] = [{"text": "Do you agree?", "buttons": [
-        topic("Yes", "/affirm"), topic("No", "/deny"),
-        topic("What to do when the employer keeps your passport", "/ask_documents", "Passport kept")]}]
+    h.assistant.script["yes or no"] = [
+        {
+            "text": "Do you agree?",
+            "buttons": [
+                topic("Yes", "/affirm"),
+                topic("No", "/deny"),
+                topic("What to do when the employer keeps your passport", "/ask_documents", "Passport kept"),
+            ],
+        }
+    ]
     await send(h, fg.whatsapp_text(WA, "yes or no"))
     interactive = sent(h)[0]["interactive"]
     assert interactive["type"] == "button" and interactive["body"]["text"] == "Do you agree?"
@@ -222,8 +254,12 @@ async def test_up_to_three_short_buttons_are_reply_buttons(h):
 
 async def test_a_long_title_without_a_short_one_goes_in_a_list_with_the_full_title_below(h):
     long_title = "Claiming the wages your employer never paid you"
-    h.assistant.script["wages"] = [{"text": "Which one?", "buttons": [
-        topic(long_title, "/ask_wages"), topic("Talk to a person", "/request_human")]}]
+    h.assistant.script["wages"] = [
+        {
+            "text": "Which one?",
+            "buttons": [topic(long_title, "/ask_wages"), topic("Talk to a person", "/request_human")],
+        }
+    ]
     await send(h, fg.whatsapp_text(WA, "wages"))
     interactive = sent(h)[0]["interactive"]
     assert interactive["type"] == "list"
@@ -258,7 +294,9 @@ async def test_more_than_ten_buttons_are_the_first_nine_and_more(h, content):
     page = sent(h)[1]["interactive"]
     assert page["body"]["text"] == say(content, "more_options")
     rows = page["action"]["sections"][0]["rows"]
-    assert [r["id"] for r in rows[:9]] == [f"/topic_{i}" for i in range(9, 18)] and rows[9]["id"].startswith(MORE_PREFIX)
+    assert [r["id"] for r in rows[:9]] == [f"/topic_{i}" for i in range(9, 18)] and rows[9]["id"].startswith(
+        MORE_PREFIX
+    )
     await send(h, fg.whatsapp_reply(WA, rows[9]["id"], rows[9]["title"], list_reply=True))
     last = sent(h)[2]["interactive"]
     assert last["type"] == "list"  # 5 left: no reply buttons, the short titles do fit, but more than 3
@@ -311,17 +349,24 @@ async def test_a_templates_quick_reply_that_is_not_ours_is_read_as_words(h):
 
 # -- what is not text ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,content_,key", [
-    ("image", {"id": "111", "mime_type": "image/jpeg"}, "non_text"),
-    ("sticker", {"id": "112", "mime_type": "image/webp", "animated": False}, "non_text"),
-    ("audio", {"id": "113", "mime_type": "audio/ogg; codecs=opus", "voice": True}, "non_text"),
-    ("video", {"id": "114", "mime_type": "video/mp4"}, "non_text"),
-    ("document", {"id": "115", "filename": "contract.pdf", "mime_type": "application/pdf"}, "non_text"),
-    ("unsupported", {}, "non_text"),
-    ("location", {"latitude": 13.7563, "longitude": 100.5018, "name": "Somewhere"}, "personal_data_not_needed"),
-    ("contacts", [{"name": {"formatted_name": "A Friend"}, "phones": [{"phone": "+66 2 000 0000"}]}],
-     "personal_data_not_needed"),
-])
+
+@pytest.mark.parametrize(
+    "kind,content_,key",
+    [
+        ("image", {"id": "111", "mime_type": "image/jpeg"}, "non_text"),
+        ("sticker", {"id": "112", "mime_type": "image/webp", "animated": False}, "non_text"),
+        ("audio", {"id": "113", "mime_type": "audio/ogg; codecs=opus", "voice": True}, "non_text"),
+        ("video", {"id": "114", "mime_type": "video/mp4"}, "non_text"),
+        ("document", {"id": "115", "filename": "contract.pdf", "mime_type": "application/pdf"}, "non_text"),
+        ("unsupported", {}, "non_text"),
+        ("location", {"latitude": 13.7563, "longitude": 100.5018, "name": "Somewhere"}, "personal_data_not_needed"),
+        (
+            "contacts",
+            [{"name": {"formatted_name": "A Friend"}, "phones": [{"phone": "+66 2 000 0000"}]}],
+            "personal_data_not_needed",
+        ),
+    ],
+)
 async def test_other_kinds_of_message_get_a_kind_answer(h, content, kind, content_, key):
     await send(h, fg.whatsapp_message(WA, kind, content_))
     assert texts(h) == [say(content, key)]
@@ -356,6 +401,7 @@ async def test_typed_commands(h, content):
 
 # -- deleting ------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["delete my data", "/delete"])
 async def test_delete_my_data_deletes_everything_on_the_server_and_says_the_app_keeps_the_chat(h, content, how):
     await send(h, fg.whatsapp_text(WA, "hello"))
@@ -370,8 +416,10 @@ async def test_delete_my_data_deletes_everything_on_the_server_and_says_the_app_
 
 # -- the Graph API's refusals -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status,code", [(429, None), (400, 130429), (400, 131056), (400, 80007), (400, 4),
-                                         (500, 131000), (502, None)])
+
+@pytest.mark.parametrize(
+    "status,code", [(429, None), (400, 130429), (400, 131056), (400, 80007), (400, 4), (500, 131000), (502, None)]
+)
 async def test_rate_limits_and_server_errors_back_off_and_retry(h, status, code):
     h.graph.fail("whatsapp_send", status=status, code=code, times=2)
     await send(h, fg.whatsapp_text(WA, "hello"))
@@ -390,23 +438,56 @@ async def test_a_refusal_for_one_user_never_stops_the_others(h):
 
 # -- bodies that are not what we expect ------------------------------------------------------------------------
 
+
 async def test_malformed_bodies_get_400_or_200_never_500_and_the_next_message_is_answered(h):
     valid = fg.whatsapp_body(PHONE_ID, [fg.whatsapp_text(WA, "x")])
     change = valid["entry"][0]["changes"][0]
-    cases = [(b"", 400), (b"null", 400), (b"[]", 400), (b"{" * 3000, 400), (b"[" * 100000 + b"]" * 100000, 400),
-             (b'{"object": 1e999999}', 200), (b'{"object": ' + b"9" * 5000 + b"}", 400),
-             (json.dumps({"object": "page", "entry": []}).encode(), 200),
-             (json.dumps({"object": "whatsapp_business_account"}).encode(), 200),
-             (json.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [
-                 {**change, "field": "statuses"}]}]}).encode(), 200),
-             (json.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [
-                 {"field": "messages", "value": {"messages": [{"from": WA}, {"type": "text"}, None, 7,
-                                                              {"from": WA, "type": "text", "text": "not a dict"},
-                                                              {"from": WA, "type": "interactive",
-                                                               "interactive": {"button_reply": {}}},
-                                                              {"from": ["x"], "type": "text", "text": {"body": "x"}}
-                                                              ]}}]}]}).encode(), 200),
-             (json.dumps({**valid, "padding": "x" * 100_000}).encode(), 200)]
+    cases = [
+        (b"", 400),
+        (b"null", 400),
+        (b"[]", 400),
+        (b"{" * 3000, 400),
+        (b"[" * 100000 + b"]" * 100000, 400),
+        (b'{"object": 1e999999}', 200),
+        (b'{"object": ' + b"9" * 5000 + b"}", 400),
+        (json.dumps({"object": "page", "entry": []}).encode(), 200),
+        (json.dumps({"object": "whatsapp_business_account"}).encode(), 200),
+        (
+            json.dumps(
+                {"object": "whatsapp_business_account", "entry": [{"changes": [{**change, "field": "statuses"}]}]}
+            ).encode(),
+            200,
+        ),
+        (
+            json.dumps(
+                {
+                    "object": "whatsapp_business_account",
+                    "entry": [
+                        {
+                            "changes": [
+                                {
+                                    "field": "messages",
+                                    "value": {
+                                        "messages": [
+                                            {"from": WA},
+                                            {"type": "text"},
+                                            None,
+                                            7,
+                                            {"from": WA, "type": "text", "text": "not a dict"},
+                                            {"from": WA, "type": "interactive", "interactive": {"button_reply": {}}},
+                                            {"from": ["x"], "type": "text", "text": {"body": "x"}},
+                                        ]
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ).encode(),
+            200,
+        ),
+        (json.dumps({**valid, "padding": "x" * 100_000}).encode(), 200),
+    ]
     for raw, expected in cases:
         response = await h.server.post(None, APP_SECRET, raw=raw)
         assert response.status_code == expected, raw[:60]
@@ -416,50 +497,100 @@ async def test_malformed_bodies_get_400_or_200_never_500_and_the_next_message_is
 
 
 def json_values():
-    return st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-                        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8),
-                                                                                         children, max_size=4),
-                        max_leaves=20)
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=20,
+    )
 
 
 def whatsapp_shaped():
     any_value = json_values()
-    kinds = st.sampled_from(["text", "image", "audio", "video", "document", "sticker", "location", "contacts",
-                             "interactive", "button", "reaction", "unsupported", "request_welcome", "system"])
-    message = st.fixed_dictionaries({}, optional={
-        "from": st.sampled_from([WA, OTHER, "", "../x", "+66 81"]) | any_value,
-        "id": st.text(max_size=30) | any_value, "timestamp": st.integers().map(str) | any_value,
-        "type": kinds | any_value, "text": st.fixed_dictionaries({}, optional={"body": st.text(max_size=200)})
-        | any_value, "interactive": any_value, "image": any_value, "audio": any_value, "button": any_value})
-    status = st.fixed_dictionaries({}, optional={"id": st.text(max_size=20), "status": st.sampled_from(
-        ["sent", "delivered", "read", "failed"]) | any_value, "recipient_id": st.sampled_from([WA, OTHER]) | any_value,
-        "errors": st.lists(st.fixed_dictionaries({}, optional={"code": st.integers() | any_value}), max_size=2)
-        | any_value})
-    value = st.fixed_dictionaries({}, optional={
-        "metadata": st.fixed_dictionaries({}, optional={"phone_number_id": st.sampled_from([PHONE_ID, "1"])
-                                                        | any_value}) | any_value,
-        "messages": st.lists(message, max_size=3) | any_value, "statuses": st.lists(status, max_size=2) | any_value,
-        "contacts": any_value})
-    change = st.fixed_dictionaries({}, optional={"field": st.sampled_from(["messages", "x"]) | any_value,
-                                                 "value": value | any_value})
+    kinds = st.sampled_from(
+        [
+            "text",
+            "image",
+            "audio",
+            "video",
+            "document",
+            "sticker",
+            "location",
+            "contacts",
+            "interactive",
+            "button",
+            "reaction",
+            "unsupported",
+            "request_welcome",
+            "system",
+        ]
+    )
+    message = st.fixed_dictionaries(
+        {},
+        optional={
+            "from": st.sampled_from([WA, OTHER, "", "../x", "+66 81"]) | any_value,
+            "id": st.text(max_size=30) | any_value,
+            "timestamp": st.integers().map(str) | any_value,
+            "type": kinds | any_value,
+            "text": st.fixed_dictionaries({}, optional={"body": st.text(max_size=200)}) | any_value,
+            "interactive": any_value,
+            "image": any_value,
+            "audio": any_value,
+            "button": any_value,
+        },
+    )
+    status = st.fixed_dictionaries(
+        {},
+        optional={
+            "id": st.text(max_size=20),
+            "status": st.sampled_from(["sent", "delivered", "read", "failed"]) | any_value,
+            "recipient_id": st.sampled_from([WA, OTHER]) | any_value,
+            "errors": st.lists(st.fixed_dictionaries({}, optional={"code": st.integers() | any_value}), max_size=2)
+            | any_value,
+        },
+    )
+    value = st.fixed_dictionaries(
+        {},
+        optional={
+            "metadata": st.fixed_dictionaries(
+                {}, optional={"phone_number_id": st.sampled_from([PHONE_ID, "1"]) | any_value}
+            )
+            | any_value,
+            "messages": st.lists(message, max_size=3) | any_value,
+            "statuses": st.lists(status, max_size=2) | any_value,
+            "contacts": any_value,
+        },
+    )
+    change = st.fixed_dictionaries(
+        {}, optional={"field": st.sampled_from(["messages", "x"]) | any_value, "value": value | any_value}
+    )
     entry = st.fixed_dictionaries({}, optional={"id": any_value, "changes": st.lists(change, max_size=3) | any_value})
-    return st.fixed_dictionaries({"object": st.sampled_from(["whatsapp_business_account", "page"]) | any_value},
-                                 optional={"entry": st.lists(entry, max_size=3) | any_value})
+    return st.fixed_dictionaries(
+        {"object": st.sampled_from(["whatsapp_business_account", "page"]) | any_value},
+        optional={"entry": st.lists(entry, max_size=3) | any_value},
+    )
 
 
 def bodies():
-    padded = st.builds(lambda body, size: json.dumps({**body, "padding": "x" * size}).encode(),
-                       whatsapp_shaped(), st.integers(0, 100_000))
-    return st.one_of(st.builds(lambda v: json.dumps(v).encode(), json_values()),
-                     st.builds(lambda v: json.dumps(v).encode(), whatsapp_shaped()), padded,
-                     st.binary(max_size=2000), st.binary(min_size=100_000, max_size=102_400))
+    padded = st.builds(
+        lambda body, size: json.dumps({**body, "padding": "x" * size}).encode(),
+        whatsapp_shaped(),
+        st.integers(0, 100_000),
+    )
+    return st.one_of(
+        st.builds(lambda v: json.dumps(v).encode(), json_values()),
+        st.builds(lambda v: json.dumps(v).encode(), whatsapp_shaped()),
+        padded,
+        st.binary(max_size=2000),
+        st.binary(min_size=100_000, max_size=102_400),
+    )
 
 
 _fresh_numbers = iter(range(84900000000, 84999999999))
 
 
-@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(raw=bodies())
 async def test_random_signed_bodies_never_get_a_500_and_the_next_message_is_answered(h, raw):
     response = await h.server.post(None, APP_SECRET, raw=raw)
@@ -472,6 +603,7 @@ async def test_random_signed_bodies_never_get_a_500_and_the_next_message_is_answ
 
 # -- on and off ----------------------------------------------------------------------------------------------
 
+
 def test_without_a_token_or_a_phone_number_id_the_channel_is_off(env, monkeypatch):
     assert WhatsAppInput.from_credentials({"auth_token": "ignored"}).enabled
     monkeypatch.delenv("WHATSAPP_PHONE_NUMBER_ID")
@@ -483,6 +615,7 @@ def test_without_a_token_or_a_phone_number_id_the_channel_is_off(env, monkeypatc
 
 
 # -- the 24-hour window and the live hand-off ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def operators():
@@ -497,7 +630,8 @@ async def live_case(h: Any, operators: Any, content: Any) -> Any:
     client = await fg.attach_operators(h.relay, operators, TG_TOKEN, OPS)
     h.assistant.script["a person please"] = [
         {"text": say(content, "handoff_waiting")},
-        {"custom": {"waypoint": "handoff_requested", "case_id": CASE, "language": "en", "country": "TH"}}]
+        {"custom": {"waypoint": "handoff_requested", "case_id": CASE, "language": "en", "country": "TH"}},
+    ]
     await send(h, fg.whatsapp_text(WA, "a person please"))
     await h.graph.until(lambda: operators.calls_of("sendMessage", OPS), what="the case in the operators' chat")
     assert await h.relay.accept(CASE) is not None
@@ -525,8 +659,12 @@ async def test_a_live_hand_off_relays_text_and_a_voice_note_both_ways(h, operato
         assert CASE in relayed.params["text"] and WA not in relayed.params["text"]
         voice = b"OggS" + bytes(range(256)) * 30
         h.graph.add_media("778899001122", voice, "audio/ogg")
-        await send(h, fg.whatsapp_message(WA, "audio", {"id": "778899001122", "mime_type": "audio/ogg; codecs=opus",
-                                                        "voice": True}))
+        await send(
+            h,
+            fg.whatsapp_message(
+                WA, "audio", {"id": "778899001122", "mime_type": "audio/ogg; codecs=opus", "voice": True}
+            ),
+        )
         await h.graph.until(lambda: operators.calls_of("sendVoice", OPS), what="the voice note relayed")
         upload = operators.calls_of("sendVoice", OPS)[0]
         assert upload.files["voice"] == voice and CASE in upload.params["caption"]
@@ -596,6 +734,7 @@ def test_the_window_is_24_hours():
 
 # -- logs ----------------------------------------------------------------------------------------------------------
 
+
 async def test_logs_hold_no_text_no_phone_number_no_name(h, caplog):
     with caplog.at_level(logging.DEBUG):
         message = fg.whatsapp_text(WA, "PRIVATE-TEXT-1212")
@@ -611,6 +750,7 @@ async def test_logs_hold_no_text_no_phone_number_no_name(h, caplog):
 
 # -- end to end: the real servers ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def servers(graph, tmp_path_factory):
     from tests.servers import ROOT, ActionServer, RasaServer
@@ -618,8 +758,14 @@ def servers(graph, tmp_path_factory):
     var = tmp_path_factory.mktemp("whatsapp")
     credentials = var / "credentials.yml"
     credentials.write_text("channels.rest.RestInput:\nchannels.whatsapp.WhatsAppInput:\n")
-    env = {"META_GRAPH_API_URL": graph.graph_url, "WHATSAPP_ACCESS_TOKEN": TOKEN, "WHATSAPP_APP_SECRET": APP_SECRET,
-           "WHATSAPP_VERIFY_TOKEN": VERIFY, "WHATSAPP_PHONE_NUMBER_ID": PHONE_ID, "WAYPOINT_ID_SECRET": ID_SECRET}
+    env = {
+        "META_GRAPH_API_URL": graph.graph_url,
+        "WHATSAPP_ACCESS_TOKEN": TOKEN,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": VERIFY,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_ID,
+        "WAYPOINT_ID_SECRET": ID_SECRET,
+    }
     actions = ActionServer(var / "actions", env).start()
     rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, credentials=credentials, env=env)
     try:
@@ -634,9 +780,12 @@ def post_to(server: Any, body: Dict[str, Any]) -> int:
     import urllib.request
 
     raw = json.dumps(body).encode()
-    request = urllib.request.Request(server.url + "/webhooks/whatsapp/webhook", data=raw, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "X-Hub-Signature-256": sign(raw, APP_SECRET)})
+    request = urllib.request.Request(
+        server.url + "/webhooks/whatsapp/webhook",
+        data=raw,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, APP_SECRET)},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status
 

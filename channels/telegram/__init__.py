@@ -6,6 +6,7 @@ is set. credentials.yml registers ``channels.telegram.TelegramInput``.
 - ``channel``: the webhook / polling input, commands, deletion, and the output;
 - ``python -m channels.telegram``: set or delete the webhook, or run with polling.
 """
+
 from channels.telegram.channel import TelegramInput, TelegramOutput, sender_id_for
 
 __all__ = ["TelegramInput", "TelegramOutput", "sender_id_for"]

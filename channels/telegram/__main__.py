@@ -1,4 +1,5 @@
 """``python -m channels.telegram set-webhook URL | delete-webhook | poll``."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ async def _set_webhook(url: str, settings: Settings) -> int:
             print("Setting the webhook failed (see the log line above).", file=sys.stderr)
             return 1
         commands = await client.set_commands()
-        print(f"Webhook set: {target} (with the secret; updates: {', '.join(ALLOWED_UPDATES)}); "
-              f"command menus set for {commands} language(s).")
+        print(
+            f"Webhook set: {target} (with the secret; updates: {', '.join(ALLOWED_UPDATES)}); "
+            f"command menus set for {commands} language(s)."
+        )
         return 0
     finally:
         await client.stop()

@@ -3,6 +3,7 @@
 ``retry_after``, retries network errors with backoff, and on failure logs the
 method and the error type (never the text, never the chat) and returns None: a
 failed send never takes the server down."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,14 @@ class TelegramBot:
     backoff, and on failure logs the method and the error type (never the text,
     never the chat) and returns None: a failed send never takes the server down."""
 
-    def __init__(self, token: str, api_base_url: Optional[str] = None, max_attempts: int = 5,
-                 max_wait: float = 120.0, backoff: float = 0.5):
+    def __init__(
+        self,
+        token: str,
+        api_base_url: Optional[str] = None,
+        max_attempts: int = 5,
+        max_wait: float = 120.0,
+        backoff: float = 0.5,
+    ):
         from telegram import Bot
         from telegram.request import HTTPXRequest
 
@@ -52,10 +59,14 @@ class TelegramBot:
         elif api_base_url:
             base = api_base_url[:-4] if api_base_url.endswith("/bot") else api_base_url
             kwargs.update(base_url=f"{base}/bot", base_file_url=f"{base}/file/bot")
-        self.bot = Bot(token, request=HTTPXRequest(connection_pool_size=64, read_timeout=15, write_timeout=15,
-                                                    connect_timeout=10, pool_timeout=10),
-                       get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=10, connect_timeout=10),
-                       **kwargs)
+        self.bot = Bot(
+            token,
+            request=HTTPXRequest(
+                connection_pool_size=64, read_timeout=15, write_timeout=15, connect_timeout=10, pool_timeout=10
+            ),
+            get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=10, connect_timeout=10),
+            **kwargs,
+        )
         self.max_attempts, self.max_wait, self.backoff = max_attempts, max_wait, backoff
         self.failures: Dict[str, int] = collections.Counter()
 
@@ -96,7 +107,9 @@ class TelegramBot:
                 if attempt == self.max_attempts:
                     return self._failed(method, error)
                 delay = min(self.backoff * 2 ** (attempt - 1), 30) * (0.8 + 0.4 * random.random())
-                logger.info("Telegram: %s failed (%s), retry %d in %.1f s", method, type(error).__name__, attempt, delay)
+                logger.info(
+                    "Telegram: %s failed (%s), retry %d in %.1f s", method, type(error).__name__, attempt, delay
+                )
                 await asyncio.sleep(delay)
                 waited += delay
             except Exception as error:  # noqa: BLE001 - every other failure is reported, never raised
@@ -110,44 +123,73 @@ class TelegramBot:
         return None
 
     # the calls -------------------------------------------------------------------------------
-    async def send_text(self, chat_id: int, text: str, keyboard: Optional[Sequence[Sequence[Any]]] = None,
-                        reply_to: Optional[int] = None) -> Optional[int]:
+    async def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        keyboard: Optional[Sequence[Sequence[Any]]] = None,
+        reply_to: Optional[int] = None,
+    ) -> Optional[int]:
         from telegram import InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 
         markup = InlineKeyboardMarkup(keyboard) if keyboard else None
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
-        message = await self.call("sendMessage", lambda: self.bot.send_message(
-            chat_id, text, reply_markup=markup, reply_parameters=reply,
-            link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        message = await self.call(
+            "sendMessage",
+            lambda: self.bot.send_message(
+                chat_id,
+                text,
+                reply_markup=markup,
+                reply_parameters=reply,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            ),
+        )
         return message.message_id if message is not None else None
 
-    async def edit_text(self, chat_id: int, message_id: int, text: str,
-                        keyboard: Optional[Sequence[Sequence[Any]]] = None) -> bool:
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, keyboard: Optional[Sequence[Sequence[Any]]] = None
+    ) -> bool:
         """Replaces a message's text; without ``keyboard`` its inline keyboard goes."""
         from telegram import InlineKeyboardMarkup, LinkPreviewOptions
         from telegram.error import BadRequest
 
         markup = InlineKeyboardMarkup(keyboard or [])
-        return bool(await self.call("editMessageText", lambda: self.bot.edit_message_text(
-            text, chat_id=chat_id, message_id=message_id, reply_markup=markup,
-            link_preview_options=LinkPreviewOptions(is_disabled=True)), quiet=(BadRequest,)))
+        return bool(
+            await self.call(
+                "editMessageText",
+                lambda: self.bot.edit_message_text(
+                    text,
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    reply_markup=markup,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                ),
+                quiet=(BadRequest,),
+            )
+        )
 
     async def member_status(self, chat_id: int, user_id: int) -> Optional[str]:
         """A user's status in a chat (``member``, ``administrator``, ``creator``, ``left``...), None if unknown."""
         from telegram.error import BadRequest
 
-        member = await self.call("getChatMember", lambda: self.bot.get_chat_member(chat_id, user_id), quiet=(BadRequest,))
+        member = await self.call(
+            "getChatMember", lambda: self.bot.get_chat_member(chat_id, user_id), quiet=(BadRequest,)
+        )
         return getattr(member, "status", None)
 
     async def answer_callback(self, callback_id: str, text: Optional[str] = None) -> bool:
-        return bool(await self.call("answerCallbackQuery",
-                                    lambda: self.bot.answer_callback_query(callback_id, text=text)))
+        return bool(
+            await self.call("answerCallbackQuery", lambda: self.bot.answer_callback_query(callback_id, text=text))
+        )
 
     async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
         from telegram.error import BadRequest
 
-        await self.call("editMessageReplyMarkup", lambda: self.bot.edit_message_reply_markup(
-            chat_id=chat_id, message_id=message_id, reply_markup=None), quiet=(BadRequest,))
+        await self.call(
+            "editMessageReplyMarkup",
+            lambda: self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=None),
+            quiet=(BadRequest,),
+        )
 
     async def delete_messages(self, chat_id: int, message_ids: Sequence[int]) -> int:
         """Deletes in batches of at most 100; a refused batch is retried one by one.
@@ -157,18 +199,24 @@ class TelegramBot:
         ids = sorted(set(int(i) for i in message_ids))
         done = 0
         for start in range(0, len(ids), DELETE_BATCH):
-            batch = ids[start:start + DELETE_BATCH]
-            if await self.call("deleteMessages", functools.partial(self.bot.delete_messages, chat_id, batch), quiet=(BadRequest,)):
+            batch = ids[start : start + DELETE_BATCH]
+            if await self.call(
+                "deleteMessages", functools.partial(self.bot.delete_messages, chat_id, batch), quiet=(BadRequest,)
+            ):
                 done += len(batch)
                 continue
             for message_id in batch:
-                if await self.call("deleteMessage", functools.partial(self.bot.delete_message, chat_id, message_id),
-                                   quiet=(BadRequest,)):
+                if await self.call(
+                    "deleteMessage",
+                    functools.partial(self.bot.delete_message, chat_id, message_id),
+                    quiet=(BadRequest,),
+                ):
                     done += 1
         return done
 
-    async def send_media(self, chat_id: int, kind: str, data: bytes, filename: str, caption: str,
-                         reply_to: Optional[int] = None) -> Optional[int]:
+    async def send_media(
+        self, chat_id: int, kind: str, data: bytes, filename: str, caption: str, reply_to: Optional[int] = None
+    ) -> Optional[int]:
         """A voice note or photo (the hand-off relays users' media to counsellors)."""
         from telegram import InputFile, ReplyParameters
 
@@ -195,8 +243,14 @@ class TelegramBot:
         return bool(await self.call("leaveChat", lambda: self.bot.leave_chat(chat_id)))
 
     async def set_webhook(self, url: str, secret: str) -> bool:
-        return bool(await self.call("setWebhook", lambda: self.bot.set_webhook(
-            url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES), max_connections=40)))
+        return bool(
+            await self.call(
+                "setWebhook",
+                lambda: self.bot.set_webhook(
+                    url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES), max_connections=40
+                ),
+            )
+        )
 
     async def delete_webhook(self) -> bool:
         return bool(await self.call("deleteWebhook", lambda: self.bot.delete_webhook(drop_pending_updates=False)))
@@ -207,12 +261,16 @@ class TelegramBot:
         done = 0
         for language in (None,) + languages.CODES:
             lang = language or languages.DEFAULT
-            commands = [BotCommand("start", message_text("command_start", lang)),
-                        BotCommand("language", message_text("command_language", lang)),
-                        BotCommand("help", message_text("label_helplines", lang)),
-                        BotCommand("human", message_text("label_talk_to_person", lang)),
-                        BotCommand("delete", message_text("command_delete", lang))]
-            if await self.call("setMyCommands", functools.partial(self.bot.set_my_commands, commands, language_code=language)):
+            commands = [
+                BotCommand("start", message_text("command_start", lang)),
+                BotCommand("language", message_text("command_language", lang)),
+                BotCommand("help", message_text("label_helplines", lang)),
+                BotCommand("human", message_text("label_talk_to_person", lang)),
+                BotCommand("delete", message_text("command_delete", lang)),
+            ]
+            if await self.call(
+                "setMyCommands", functools.partial(self.bot.set_my_commands, commands, language_code=language)
+            ):
                 done += 1
         return done
 
@@ -224,8 +282,9 @@ class TelegramBot:
         except RetryAfter as error:
             await asyncio.sleep(retry_after_seconds(error))
         except (Conflict, InvalidToken) as error:
-            logger.warning("Telegram: getUpdates refused (%s); is a webhook set or another poller running?",
-                           type(error).__name__)
+            logger.warning(
+                "Telegram: getUpdates refused (%s); is a webhook set or another poller running?", type(error).__name__
+            )
             await asyncio.sleep(10)
         except NetworkError as error:
             logger.info("Telegram: getUpdates failed (%s)", type(error).__name__)

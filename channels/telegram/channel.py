@@ -28,6 +28,7 @@ operators' desk; every user message goes through the relay first (a live case
 takes it; a crisis is answered at once); ``/end`` and ``/cancel`` close or
 withdraw a case; voice notes and photos during a live case reach the counsellor.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,22 @@ CALLBACK_DATA_LIMIT = 64  # bytes
 PAYLOAD_PREFIX = "~p:"
 COMMAND_PAYLOADS = {"help": "/ask_help_helplines", "human": "/request_human"}
 DELETE_PAYLOAD = "/request_data_deletion"
-MEDIA = ("sticker", "photo", "voice", "audio", "video", "video_note", "document", "animation", "dice", "poll",
-         "game", "story", "invoice", "paid_media")
+MEDIA = (
+    "sticker",
+    "photo",
+    "voice",
+    "audio",
+    "video",
+    "video_note",
+    "document",
+    "animation",
+    "dice",
+    "poll",
+    "game",
+    "story",
+    "invoice",
+    "paid_media",
+)
 RELAYED_MEDIA = {"voice": "voice", "audio": "voice", "video_note": "voice", "photo": "photo"}
 
 
@@ -102,8 +117,9 @@ class TelegramOutput(OutputChannel):
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         await self.send_text_with_buttons(recipient_id, text, [])
 
-    async def send_text_with_buttons(self, recipient_id: str, text: str, buttons: List[Dict[str, Any]],
-                                     **kwargs: Any) -> None:
+    async def send_text_with_buttons(
+        self, recipient_id: str, text: str, buttons: List[Dict[str, Any]], **kwargs: Any
+    ) -> None:
         chat_id = self._chat(recipient_id)
         if chat_id is None:
             logger.warning("Telegram: no chat known for a reply")
@@ -362,8 +378,7 @@ class TelegramInput(InputChannel):
         if not file_id or self.client is None:
             return False
         client = self.client
-        return await self.relay.intercept_media(sender, PLATFORM, RELAYED_MEDIA[kind],
-                                                lambda: client.download(file_id))
+        return await self.relay.intercept_media(sender, PLATFORM, RELAYED_MEDIA[kind], lambda: client.download(file_id))
 
     async def _not_private(self, update: Any, chat: Any, hint: Optional[str]) -> None:
         if self.settings.operators_chat_id and str(chat.id) == self.settings.operators_chat_id:
@@ -384,7 +399,7 @@ class TelegramInput(InputChannel):
 
     async def _button(self, query: Any, chat_id: int, sender: str, hint: Optional[str]) -> None:
         data = query.data or ""
-        payload = self.state.payload(data[len(PAYLOAD_PREFIX):]) if data.startswith(PAYLOAD_PREFIX) else data
+        payload = self.state.payload(data[len(PAYLOAD_PREFIX) :]) if data.startswith(PAYLOAD_PREFIX) else data
         client = self.client
         if client is None:
             return  # Telegram is not started: there is no one to answer
@@ -422,16 +437,18 @@ class TelegramInput(InputChannel):
             return
         await self.to_rasa(text, chat_id, sender, hint)
 
-    async def _command(self, command: str, rest: str, text: str, chat_id: int, sender: str,
-                       hint: Optional[str]) -> None:
+    async def _command(
+        self, command: str, rest: str, text: str, chat_id: int, sender: str, hint: Optional[str]
+    ) -> None:
         if command == "start":
             language = await self._language(sender, hint)
             await self.send_and_log(chat_id, sender, message_text("intro", language), languages.language_buttons())
             await self._mark_intro_shown(sender)
         elif command == "language":
             language = await self._language(sender, hint)
-            await self.send_and_log(chat_id, sender, message_text("ask_language", language),
-                                    languages.language_buttons())
+            await self.send_and_log(
+                chat_id, sender, message_text("ask_language", language), languages.language_buttons()
+            )
         elif command == "delete":
             await self._delete_command(chat_id, sender, hint)
         elif command in ("end", "cancel") and await self.relay.command(sender, command):
@@ -450,8 +467,9 @@ class TelegramInput(InputChannel):
     def agent(self) -> Any:
         return getattr(getattr(self.app, "ctx", None), "agent", None)
 
-    async def to_rasa(self, text: str, chat_id: int, sender: str, hint: Optional[str],
-                      apologise: bool = True) -> TelegramOutput:
+    async def to_rasa(
+        self, text: str, chat_id: int, sender: str, hint: Optional[str], apologise: bool = True
+    ) -> TelegramOutput:
         output = TelegramOutput(self, chat_id)
         hint = base.language_hint(sender, hint)
         metadata = {"language_hint": hint} if hint else None
@@ -563,8 +581,9 @@ class TelegramInput(InputChannel):
                 ids.append(message_id)
         return ids
 
-    async def send_and_log(self, chat_id: int, sender: str, text: str,
-                           buttons: Sequence[Dict[str, Any]] = ()) -> List[int]:
+    async def send_and_log(
+        self, chat_id: int, sender: str, text: str, buttons: Sequence[Dict[str, Any]] = ()
+    ) -> List[int]:
         ids = await self.send(chat_id, sender, text, buttons)
         self.state.add_messages(PLATFORM, sender, ids)
         return ids

@@ -1,4 +1,5 @@
 """The Telegram channel's settings, from the environment (content/settings.py)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -45,6 +45,7 @@ kept only in memory, as keyed hashes, for the one-minute window.
 
 Logs hold counts, statuses and error types, never a message's text.
 """
+
 from __future__ import annotations
 
 import html
@@ -69,18 +70,28 @@ from content.texts import text as message
 logger = logging.getLogger(__name__)
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent / "static"
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".svg": "image/svg+xml", ".png": "image/png"}
+STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
 SENDER_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SENDER_PREFIX = "web-"
 MAX_BODY_BYTES = 64 * 1024
 POLLS_PER_MINUTE = 40  # the page polls every 3 s while a hand-off is waiting or live
 DEFAULT_EXIT_URL = "https://www.google.com/search?q=weather"
-DEFAULTS: Dict[str, Any] = {"exit_url": DEFAULT_EXIT_URL, "origins": "", "max_chars": 2000, "rate_session": 20,
-                            "rate_address": 60}
+DEFAULTS: Dict[str, Any] = {
+    "exit_url": DEFAULT_EXIT_URL,
+    "origins": "",
+    "max_chars": 2000,
+    "rate_session": 20,
+    "rate_address": 60,
+}
 
 
 # -- settings -----------------------------------------------------------------
+
 
 def _setting(credentials: Dict[str, Any], key: str) -> Any:
     from content import settings
@@ -118,6 +129,7 @@ def _exit_url(value: Any) -> str:
 
 # -- texts --------------------------------------------------------------------
 
+
 def i18n_script() -> str:
     """The page's languages (the registry) and its words in each (every
     ``webchat_*`` message of data/messages.yml), as JS."""
@@ -127,7 +139,7 @@ def i18n_script() -> str:
     for key, texts in get_content().messages.items():
         if key.startswith("webchat_") and "{" not in "".join(texts.values()):
             for lang in languages.CODES:
-                words[lang][key[len("webchat_"):]] = texts.get(lang) or texts.get(languages.DEFAULT, "")
+                words[lang][key[len("webchat_") :]] = texts.get(lang) or texts.get(languages.DEFAULT, "")
     listed = [{"code": lang.code, "name": lang.native_name, "script": lang.script} for lang in languages.REGISTRY]
     words_js = json.dumps(words, ensure_ascii=False, sort_keys=True).replace("<", "\\u003c")
     listed_js = json.dumps(listed, ensure_ascii=False).replace("<", "\\u003c")
@@ -148,6 +160,7 @@ visible = base.visible
 
 
 # -- HTTP helpers -----------------------------------------------------------------
+
 
 class BadRequest(Exception):
     pass
@@ -192,14 +205,22 @@ class WebChatInput(InputChannel):
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> "WebChatInput":
         credentials = credentials or {}
-        return cls(exit_url=_exit_url(_setting(credentials, "exit_url")),
-                   origins=parse_origins(_setting(credentials, "origins")),
-                   max_chars=int(_setting(credentials, "max_chars")),
-                   rate_session=int(_setting(credentials, "rate_session")),
-                   rate_address=int(_setting(credentials, "rate_address")))
+        return cls(
+            exit_url=_exit_url(_setting(credentials, "exit_url")),
+            origins=parse_origins(_setting(credentials, "origins")),
+            max_chars=int(_setting(credentials, "max_chars")),
+            rate_session=int(_setting(credentials, "rate_session")),
+            rate_address=int(_setting(credentials, "rate_address")),
+        )
 
-    def __init__(self, exit_url: str = DEFAULT_EXIT_URL, origins: Tuple[str, ...] = (), max_chars: int = 2000,
-                 rate_session: int = 20, rate_address: int = 60) -> None:
+    def __init__(
+        self,
+        exit_url: str = DEFAULT_EXIT_URL,
+        origins: Tuple[str, ...] = (),
+        max_chars: int = 2000,
+        rate_session: int = 20,
+        rate_address: int = 60,
+    ) -> None:
         self.exit_url = exit_url
         self.origins = origins
         self.max_chars = max_chars
@@ -211,9 +232,11 @@ class WebChatInput(InputChannel):
 
     def csp(self) -> str:
         ancestors = " ".join(["'self'", *self.origins]) if "*" not in self.origins else "*"
-        return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-                f"form-action 'self'; frame-ancestors {ancestors}")
+        return (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+            f"form-action 'self'; frame-ancestors {ancestors}"
+        )
 
     def secure(self, resp: HTTPResponse) -> HTTPResponse:
         resp.headers["Content-Security-Policy"] = self.csp()
@@ -257,8 +280,9 @@ class WebChatInput(InputChannel):
 
     def page(self) -> str:
         template = (WEB_DIR / "index.html").read_text(encoding="utf-8")
-        return (template.replace("{{EXIT_URL}}", html.escape(self.exit_url, quote=True))
-                .replace("{{MAX_CHARS}}", str(self.max_chars)))
+        return template.replace("{{EXIT_URL}}", html.escape(self.exit_url, quote=True)).replace(
+            "{{MAX_CHARS}}", str(self.max_chars)
+        )
 
     def static_files(self) -> Dict[str, Tuple[bytes, str]]:
         files = {}
@@ -337,8 +361,9 @@ class WebChatInput(InputChannel):
             if len(text) > channel.max_chars:
                 logger.info("webchat: message refused, %d characters", len(text))
                 language = await conversation_language(request, sender_id, hint)
-                return response.json([{"text": message("webchat_too_long", language, limit=channel.max_chars)}],
-                                     status=413)
+                return response.json(
+                    [{"text": message("webchat_too_long", language, limit=channel.max_chars)}], status=413
+                )
 
             relay = handoff_relay(request)
             try:
@@ -349,8 +374,13 @@ class WebChatInput(InputChannel):
             before = relay.take(sender_id)
 
             collector = CollectingOutputChannel()
-            user_message = UserMessage(text, collector, sender_id, input_channel=channel.name(),
-                                       metadata={"language_hint": hint} if hint else None)
+            user_message = UserMessage(
+                text,
+                collector,
+                sender_id,
+                input_channel=channel.name(),
+                metadata={"language_hint": hint} if hint else None,
+            )
             if not await base.run_turn(on_new_message, user_message, channel.name()):
                 language = await conversation_language(request, sender_id, hint)
                 return response.json(before + [{"text": message("webchat_error", language)}], status=503)
