@@ -116,6 +116,13 @@ def row(label: str, results: Dict[str, List[Dict[str, Any]]]) -> str:
     )
 
 
+def faults_table() -> List[str]:
+    """The table of every fault, as docs/security.md has it (one copy)."""
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("## When a part fails", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
 def main() -> None:
     run = Run()
     try:
@@ -158,7 +165,13 @@ def main() -> None:
         "",
         "Under `make run` a killed action server is started again by scripts/supervise.py (tests/test_supervision.py);",
         "here the benchmark starts it itself so that the time it takes is measured on its own.",
-    ]
+        "",
+        "## Every fault",
+        "",
+        "The other faults are exercised by the tests named in the last column (real PostgreSQL, Redis, nginx and a",
+        "filled tmpfs); the table is docs/security.md's.",
+        "",
+    ] + faults_table()
     write_report("faults", "Faults: a frozen or dead action server", ".venv/bin/python -m bench.faults", body)
 
 

@@ -666,8 +666,9 @@ the Rasa server shares the CPU with the action server, PostgreSQL and this bench
 machine, run one Rasa server per core behind the balancer (deploy/): throughput grows with the number of
 servers, and latency at a given number of users falls with it, until the shared PostgreSQL (one commit per
 message) or the action servers become the limit; then give PostgreSQL its own machine and add action
-servers. A faster core lowers the single-user latency itself. Memory is about 0.9 GB per Rasa server (Rasa,
-TensorFlow's libraries and the model), so a 4-core, 8 GB machine holds three or four.
+servers. A faster core lowers the single-user latency itself. Memory is about 0.4 GB per Rasa server (Rasa,
+the model and the content; TensorFlow is never imported: bench/reports/memory.md) and 0.15 GB per action
+server, so memory is no longer what limits the number of servers on a machine: its cores are.
 """.splitlines()
 
 

@@ -38,7 +38,7 @@ def open_engine(url: str) -> Any:
 
     if url.startswith("sqlite:///"):
         pathlib.Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)  # no text in errors
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")

@@ -20,10 +20,12 @@ the last 10 turns). ``history_turns: 0`` restores Rasa's behaviour.
 
 from __future__ import annotations
 
+import collections
+import copy
 import datetime as dt
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Set
 
 from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore, TrackerStore
 from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
@@ -38,6 +40,9 @@ STATE_EVENTS = ("slot", "active_loop", "pause", "resume", "restart", "reset_slot
 # Set on a tracker by the SQL store: how many of its leading events are already
 # stored (or were carried in from storage), so save() inserts exactly the rest.
 STORED_ATTR = "_waypoint_stored_events"
+# SQLite only: conversations whose latest turns could not be written (a full
+# disk) are held in memory, at most this many, and written at their next save.
+HELD_LIMIT = 10_000
 
 
 def wants_forget(tracker: DialogueStateTracker) -> bool:
@@ -96,6 +101,11 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
     def __init__(self, *args: Any, history_turns: Any = DEFAULT_HISTORY_TURNS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.history_turns = max(0, int(history_turns if history_turns not in (None, "") else DEFAULT_HISTORY_TURNS))
+        # A failed INSERT's message would carry its parameters, the user's text
+        # among them, into Rasa's error log line.
+        self.engine.hide_parameters = True
+        self.held: "collections.OrderedDict[str, DialogueStateTracker]" = collections.OrderedDict()
+        self.forgets_pending: Set[str] = set()
         if self.engine.dialect.name == "sqlite":
             self._tune_sqlite()
 
@@ -112,7 +122,7 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
 
         url = self.engine.url
         self.engine.dispose()
-        self.engine = sa.create_engine(url, poolclass=SingletonThreadPool)
+        self.engine = sa.create_engine(url, poolclass=SingletonThreadPool, hide_parameters=True)
 
         @sa.event.listens_for(self.engine, "connect")
         def _pragmas(connection, _record):  # pragma: no cover - called by SQLAlchemy
@@ -125,6 +135,21 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool) -> Optional[DialogueStateTracker]:
+        if sender_id in self.forgets_pending:
+            return None  # deleted on the user's request; the deletion waits for the disk
+        held = self.held.get(sender_id)
+        if held is not None:
+            if not fetch_events_from_all_sessions:
+                return copy.deepcopy(held)  # a turn that fails half-way leaves the held copy as it was
+            stored = await self._retrieve_stored(sender_id, True)
+            events = [e.as_dict() for e in (stored.events if stored else [])]
+            events += [e.as_dict() for e in list(held.events)[getattr(held, STORED_ATTR, None) or 0 :]]
+            return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots if self.domain else None)
+        return await self._retrieve_stored(sender_id, fetch_events_from_all_sessions)
+
+    async def _retrieve_stored(
+        self, sender_id: str, fetch_events_from_all_sessions: bool
+    ) -> Optional[DialogueStateTracker]:
         if fetch_events_from_all_sessions or not self.history_turns or not self.domain:
             tracker = await super()._retrieve(sender_id, fetch_events_from_all_sessions)
         else:
@@ -169,16 +194,57 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
         return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
+        import sqlalchemy as sa
+
+        self._retry_forgets()
         stored = getattr(tracker, STORED_ATTR, None)
         if wants_forget(tracker):
             await super().save(tracker)  # ForgetMixin: the conversation is deleted
             setattr(tracker, STORED_ATTR, None)
             return
-        if stored is None or stored > len(tracker.events):
-            await super().save(tracker)  # a tracker this store did not load: Rasa's way (count the stored events)
-        else:
-            self._insert(tracker, list(tracker.events)[stored:])
+        try:
+            if stored is None or stored > len(tracker.events):
+                await super().save(tracker)  # a tracker this store did not load: Rasa's way (count the stored events)
+            else:
+                self._insert(tracker, list(tracker.events)[stored:])
+        except sa.exc.SQLAlchemyError as error:
+            if self.engine.dialect.name != "sqlite":
+                raise  # several servers share PostgreSQL: a copy held by one would diverge from the others
+            self._hold(tracker, error)
+            return
         setattr(tracker, STORED_ATTR, len(tracker.events))
+        if self.held.pop(tracker.sender_id, None) is not None:
+            logger.warning("tracker store: a held conversation is written again (%d still held)", len(self.held))
+
+    def _hold(self, tracker: DialogueStateTracker, error: Exception) -> None:
+        """SQLite could not write (a full disk, a read-only file): the
+        conversation goes on from memory, and its unwritten events are written
+        at its next save that succeeds (its leading STORED_ATTR events are
+        stored already). Lost only if the server also stops before then."""
+        first = tracker.sender_id not in self.held
+        self.held[tracker.sender_id] = tracker
+        self.held.move_to_end(tracker.sender_id)
+        while len(self.held) > HELD_LIMIT:
+            self.held.popitem(last=False)
+            logger.error("tracker store: too many conversations held in memory; the oldest is dropped")
+        if first:
+            logger.error(
+                "tracker store: a conversation could not be written (%s); held in memory until a write succeeds "
+                "(%d held)",
+                type(error).__name__,
+                len(self.held),
+            )
+
+    def _retry_forgets(self) -> None:
+        import sqlalchemy as sa
+
+        for sender_id in list(self.forgets_pending):
+            try:
+                self._delete_stored(sender_id)
+            except sa.exc.SQLAlchemyError:
+                return
+            self.forgets_pending.discard(sender_id)
+            logger.warning("tracker store: a deletion that had waited is done")
 
     def _insert(self, tracker: DialogueStateTracker, events: list) -> None:
         """The new events, as SQLTrackerStore.save writes them."""
@@ -204,6 +270,21 @@ class WaypointSQLTrackerStore(ForgetMixin, SQLTrackerStore):
             session.commit()
 
     async def forget(self, sender_id: str) -> None:
+        import sqlalchemy as sa
+
+        self.held.pop(sender_id, None)
+        try:
+            self._delete_stored(sender_id)
+        except sa.exc.SQLAlchemyError as error:
+            if self.engine.dialect.name != "sqlite":
+                raise
+            # Nothing of it is read from now on (_retrieve); deleted at the next write that succeeds.
+            self.forgets_pending.add(sender_id)
+            logger.error("tracker store: a deletion could not be written (%s); it is retried", type(error).__name__)
+            return
+        self.forgets_pending.discard(sender_id)
+
+    def _delete_stored(self, sender_id: str) -> None:
         with self.session_scope() as session:
             session.query(self.SQLEvent).filter(self.SQLEvent.sender_id == sender_id).delete()
             session.commit()

@@ -369,3 +369,51 @@ def test_each_patch_stays_off_on_its_own_when_rasas_code_changed(monkeypatch):
         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
     )
     assert "'event_types': False" in out.stdout and "'validate_once': True" in out.stdout, out.stderr[-2000:]
+
+
+def test_store_errors_never_carry_the_users_text(tmp_path, domain):
+    """A failed write's message (which Rasa logs) names the statement, never its
+    parameters: the events' JSON, the user's text among it."""
+    import sqlalchemy as sa
+
+    from handoff.repository import open_engine
+
+    for engine in (store(tmp_path / "t.db", domain).engine, open_engine(f"sqlite:///{tmp_path / 'w.db'}")):
+        with pytest.raises(sa.exc.OperationalError) as error:
+            with engine.connect() as connection:
+                connection.execute(sa.text("INSERT INTO missing VALUES (:data)"), {"data": "my name is KOALA-1"})
+        assert "KOALA-1" not in str(error.value)
+
+
+async def test_a_write_that_fails_is_held_and_written_later(tmp_path, domain):
+    """SQLite cannot write (a full disk, simulated here by refusing every INSERT
+    and DELETE): the conversation is held in memory, read back from there, and
+    its turns are written once writing works again; a deletion meanwhile hides
+    the conversation at once and is done then (tests/test_disk_full.py does it
+    with a real full disk)."""
+    import sqlalchemy as sa
+
+    ts = store(tmp_path / "t.db", domain)
+    tracker = DialogueStateTracker.from_events("s", session_start() + turn(1), domain.slots)
+    await ts.save(tracker)
+    loaded = await ts.retrieve("s")
+
+    @sa.event.listens_for(ts.engine, "before_cursor_execute")
+    def refuse(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("INSERT", "DELETE")):
+            raise sa.exc.OperationalError(statement, {}, Exception("database or disk is full"))
+
+    for event in turn(2):
+        loaded.update(event)
+    await ts.save(loaded)
+    assert "s" in ts.held
+    again = await ts.retrieve("s")
+    assert user_texts(again)[-1] == "message 2"
+    await ts.forget("gone")  # a deletion that cannot be written waits, hidden at once
+    assert "gone" in ts.forgets_pending and await ts.retrieve("gone") is None
+    sa.event.remove(ts.engine, "before_cursor_execute", refuse)
+    for event in turn(3):
+        again.update(event)
+    await ts.save(again)
+    assert not ts.held and not ts.forgets_pending
+    assert user_texts(await ts.retrieve_full_tracker("s")) == ["message 1", "message 2", "message 3"]
