@@ -28,6 +28,7 @@ and the slots; bench/conversations.py measures them on whole conversations
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Tracker
@@ -89,6 +90,19 @@ def _is_helpline_number(text: str) -> bool:
     digits = "".join(ch for ch in text if ch.isdigit())
     return any(
         digits and digits == "".join(ch for ch in n if ch.isdigit()) for n in all_numbers(get_content().helplines)
+    )
+
+
+def _numbers_not_an_age(text: str) -> bool:
+    """A message of numbers and at most three words, none of them a possible
+    age ("113", "1800 or 111?", "1300 ok"): numbers read back, not a statement
+    of age, whatever the classifier thought."""
+    groups = re.findall(r"\d(?:[\d\s-]*\d)?", text or "")
+    words = re.sub(r"\d(?:[\d\s-]*\d)?", " ", text or "").split()
+    return (
+        bool(groups)
+        and len(words) <= 3
+        and not any(len(g) <= 2 and int(g) < 18 for g in (x.strip() for x in groups) if g.isdigit())
     )
 
 
@@ -176,14 +190,15 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
             "someone reports for another person",
             {"child": "child_other" in turn.signals, "topic": topic_of(intent)},
         )
-    if (writer_child or (intent == "inform_minor" and "reporter" not in turn.signals)) and tracker.get_slot(
-        "audience"
-    ) != "practitioner":
+    said_minor = intent == "inform_minor" and "reporter" not in turn.signals and not _numbers_not_an_age(turn.text)
+    if (writer_child or said_minor) and tracker.get_slot("audience") != "practitioner":
         return Decision("minor", "the writer is under 18")
 
-    # 4. a helpline number typed back
+    # 4. a helpline number typed back; numbers that are no age are not a minor's statement
     if turn.only_digits and _is_helpline_number(turn.text):
         return Decision("typed_number", "a helpline number typed back")
+    if default == "minor" and _numbers_not_an_age(turn.text):
+        return Decision("fallback", "numbers, not an age")
 
     # 5. the assistant asked which country
     if pending == "country" and (turn.entity("country") or turn.places.only_place) and intent not in FOLLOW_UPS:

@@ -64,7 +64,7 @@ def misses(parser: Parser, language: str) -> Tuple[Dict[str, collections.Counter
                 continue
             r = reading(parser, text)
             counts["topic sets (ordinary)"]["n"] += 1
-            wrong = r["any_crisis"] or r["minor"]
+            wrong = r["any_crisis"] or (r["minor"] and intent != "inform_minor")
             counts["topic sets (ordinary)"]["right"] += not wrong
             if wrong:
                 what = "crisis" if r["any_crisis"] else "minor"

@@ -319,11 +319,34 @@ class EmergencyOverride(GraphComponent):
     that mentions danger ("they lock us in at night, is this trafficking?"): it
     keeps its intent and is marked ``possible_emergency``; the answer then ends
     with a button straight to the emergency numbers (actions/answers.py).
-    Measured on the held-out sets (bench/reports/emergency.md)."""
+    Measured on the held-out sets (bench/reports/emergency.md).
+
+    Where no crisis lexicon fires and only the classifier says crisis, a
+    negative pattern of that crisis's lexicons (an idiom, a joke, a story of the
+    past, a procedural question: "laughing to death haha") turns it into the
+    best other intent, marked ``possible_emergency`` (the answer ends with the
+    button to the emergency numbers): the classifier cannot tell idioms, the
+    lexicons' negatives were written for them."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         return {"keep_topic_confidence": 0.75, "max_emergency_probability": 0.1}
+
+    @staticmethod
+    def idiom_instead(message: Message, intent: Optional[str], lexicon_kinds: frozenset) -> Optional[Dict[Text, Any]]:
+        """The best non-crisis intent when only the classifier saw a crisis and
+        that crisis's negative patterns match the text; otherwise None."""
+        if lexicon_kinds or intent not in CRISIS_INTENTS.values():
+            return None
+        crisis = "self_harm" if intent == SELF_HARM_INTENT else "emergency"
+        if not lexicons.crisis_negated(message.get(TEXT), crisis):
+            return None
+        others = [
+            r
+            for r in (message.get(INTENT_RANKING_KEY) or [])
+            if r.get("name") not in CRISIS_INTENTS.values() and r.get("name") != FALLBACK_INTENT
+        ]
+        return dict(others[0]) if others else None
 
     def __init__(self, config: Optional[Dict[Text, Any]] = None) -> None:
         config = {**self.get_default_config(), **(config or {})}
@@ -360,6 +383,11 @@ class EmergencyOverride(GraphComponent):
             text = message.get(TEXT)
             kinds = lexicons.crisis_kinds(text) if isinstance(text, str) else frozenset()
             intent = (message.get(INTENT) or {}).get("name")
+            instead = self.idiom_instead(message, intent, kinds)
+            if instead is not None:
+                message.set(INTENT, instead, add_to_output=True)
+                message.set("possible_emergency", True, add_to_output=True)
+                continue
             if intent in CRISIS_INTENTS.values():
                 kinds = kinds | {"self_harm" if intent == SELF_HARM_INTENT else "danger"}
             if not kinds:

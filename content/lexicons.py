@@ -169,6 +169,16 @@ def crisis_hits(text: Optional[str], crisis: str) -> List[str]:
     return hits
 
 
+def crisis_negated(text: Optional[str], crisis: str) -> bool:
+    """Whether a negative pattern of ``crisis`` (an idiom, a joke, a past or
+    procedural phrasing: "so hungry I could die haha") matches ``text`` in any
+    language. Used where the classifier alone saw a crisis."""
+    if not text or not isinstance(text, str):
+        return False
+    variants = forms(text)
+    return any(n.search(v) for lex in all_lexicons() for n in lex.crises[crisis].negative for v in variants)
+
+
 def crisis_kinds(text: Optional[str]) -> FrozenSet[str]:
     """{"danger", "self_harm"}, either, or nothing."""
     kinds = set()

@@ -148,3 +148,23 @@ def test_no_lexicon_hit_changes_nothing():
     message = parsed("free lawyer?", ranking)
     EmergencyOverride().process([message])
     assert message.get(INTENT)["name"] == "ask_protect_legal_aid"
+
+
+@pytest.mark.parametrize(
+    "text,crisis",
+    [("so hungry i could die haha", "report_self_harm"), ("nhớ mẹ muốn chết luôn á", "report_self_harm")],
+)
+def test_an_idiom_only_the_classifier_took_for_a_crisis_keeps_the_next_intent_with_the_button(text, crisis):
+    ranking = [{"name": crisis, "confidence": 0.7}, {"name": "express_distress", "confidence": 0.2}]
+    message = parsed(text, ranking)
+    EmergencyOverride().process([message])
+    assert message.get(INTENT)["name"] == "express_distress"
+    assert message.get("possible_emergency") is True
+
+
+@pytest.mark.parametrize("text", ["i want to die", "i have pills here, going to take them all tonight", "muốn chết"])
+def test_the_classifiers_crisis_stands_without_an_idiom(text):
+    ranking = [{"name": "report_self_harm", "confidence": 0.7}, {"name": "express_distress", "confidence": 0.2}]
+    message = parsed(text, ranking)
+    EmergencyOverride().process([message])
+    assert message.get(INTENT)["name"] == "report_self_harm"
