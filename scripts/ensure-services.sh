@@ -13,6 +13,9 @@
 #   scripts/ensure-services.sh stop DIR
 #       Stops the two servers started in DIR (WAYPOINT_SERVICES_DIR) and
 #       deletes DIR with their data.
+#   scripts/ensure-services.sh install
+#       Installs PostgreSQL 15, Redis and nginx (apt-get) where missing, and
+#       starts nothing: what `make test` runs before the tests that need them.
 #   scripts/ensure-services.sh install-balancer
 #       Installs nginx (apt-get) if missing, without starting it: the scale-out
 #       test runs deploy/nginx.conf on loopback itself.
@@ -140,5 +143,6 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   install-balancer) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light ;;
-  *) sed -n '2,21p' "$0" >&2; exit 2 ;;
+  install) ensure_installed; command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

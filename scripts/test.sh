@@ -24,5 +24,8 @@ echo "== conversation tests (tests/stories, every language)"
 echo "conversation tests passed"
 echo "== Chromium for the web chat tests"
 scripts/ensure-chromium.sh
+echo "== PostgreSQL, Redis and nginx for the scale-out tests"
+scripts/ensure-services.sh install \
+  || echo "WARNING: PostgreSQL, Redis or nginx could not be installed; the scale-out tests will be skipped (see above)" >&2
 echo "== pytest"
 "$PY" -m pytest "$@"
