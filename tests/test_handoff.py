@@ -805,8 +805,14 @@ def test_strangers_in_the_operators_group_are_ignored(waypoint, fake, content):
     member_press = tg.group_callback_update(OPS, OPERATOR, accept_button(post), post.result)
     webhook(waypoint, member_press)
     sent_to(fake, chat, content.messages["handoff_connected"][lang])
+    fake.wait_for(
+        lambda: (
+            member_press["callback_query"]["id"]
+            in [c.params["callback_query_id"] for c in fake.calls_of("answerCallbackQuery")]
+        ),
+        what="the member's press answered",
+    )
     answered = [c.params["callback_query_id"] for c in fake.calls_of("answerCallbackQuery")]
-    assert member_press["callback_query"]["id"] in answered
     assert stranger_press["callback_query"]["id"] not in answered
     checked = [c.params["user_id"] for c in fake.calls_of("getChatMember", OPS)]
     assert STRANGER["id"] in checked and OPERATOR["id"] in checked

@@ -1041,7 +1041,8 @@ def test_a_button_press_is_acknowledged_and_answered(waypoint, fake, content):
     texts = fake.wait_for_texts(chat, 1)
     assert content.messages["language_set"]["th"] in texts
     assert [c.params["message_id"] for c in fake.calls_of("editMessageReplyMarkup", chat)] == [49999]
-    assert waypoint.tracker(sender(chat))["slots"]["language"] == "th"
+    # the tracker is saved after the turn's messages went out
+    fake.wait_for(lambda: waypoint.tracker(sender(chat))["slots"]["language"] == "th", what="the language saved")
 
 
 @pytest.mark.model
