@@ -16,21 +16,6 @@ from content import lexicons
 from content.loader import get_content
 
 BUTTON_RE = re.compile(r"^/[A-Za-z0-9_]+(\{.*\})?$", re.DOTALL)
-# A question, as people write one without a question mark: a question word
-# first (en, id, ms), a question particle last (vi, th, ms).
-QUESTION_START_RE = re.compile(
-    r"^(?:what|how|can|could|is|are|do|does|did|will|would|should|where|who|when|why|"
-    r"apa|apakah|bagaimana|gimana|gmn|macam mana|camne|mcm mana|bisa|boleh|kenapa|mengapa|"
-    r"berapa|bila|kapan|siapa|di mana|dimana|kat mana)\b",
-    re.IGNORECASE,
-)
-QUESTION_END_RE = re.compile(
-    r"\b(?:không|khong|ko|k|chưa|chua|sao|nào|nao|gì|gi|hả|ha|ke|kah|tak)"
-    r"\s*(?:a|ạ|ah)?\W*$",
-    re.IGNORECASE,
-)
-# Thai asks with a particle, often mid-message and without a question mark.
-THAI_QUESTION_RE = re.compile(r"ไหม|มั้ย|มั๊ย|เหรอ|หรอ|หรือเปล่า|หรือไม่|ยังไง|อย่างไร|ป่าว|ได้รึเปล่า")
 DIGITS_RE = re.compile(r"^[\s+()\-.\d]{3,}$")
 
 
@@ -54,12 +39,10 @@ class Facts:
 
     @property
     def is_question(self) -> bool:
+        # a question mark, or a question as people write one without it: the question words
+        # and particles of each language (the `question` signal of data/lexicons/<lang>/signals.yml)
         text = self.text.strip()
-        return (
-            "?" in text
-            or "？" in text
-            or bool(QUESTION_START_RE.match(text) or QUESTION_END_RE.search(text) or THAI_QUESTION_RE.search(text))
-        )
+        return "?" in text or "？" in text or "question" in self.signals
 
     @property
     def n_words(self) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional
 from rasa_sdk import Tracker
 
 from actions.context import Facts
-from content import settings
+from content import lexicons, settings
 from content.helplines import all_numbers
 from content.loader import get_content, intent_for_topic
 
@@ -190,7 +190,12 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
             "someone reports for another person",
             {"child": "child_other" in turn.signals, "topic": topic_of(intent)},
         )
-    said_minor = intent == "inform_minor" and "reporter" not in turn.signals and not _numbers_not_an_age(turn.text)
+    said_minor = (
+        intent == "inform_minor"
+        and "reporter" not in turn.signals
+        and not _numbers_not_an_age(turn.text)
+        and not lexicons.adult_age_stated(turn.text, tracker.get_slot("language"))  # "I'm 23; at 15 they..."
+    )
     if (writer_child or said_minor) and tracker.get_slot("audience") != "practitioner":
         return Decision("minor", "the writer is under 18")
 
@@ -199,6 +204,10 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
         return Decision("typed_number", "a helpline number typed back")
     if default == "minor" and _numbers_not_an_age(turn.text):
         return Decision("fallback", "numbers, not an age")
+    if default == "minor" and not writer_child and lexicons.adult_age_stated(turn.text, tracker.get_slot("language")):
+        topics = [topic_of(name) for name, _ in turn.ranking if name != "inform_minor"]
+        topic = next((t for t in topics if t and t not in CRISIS_TOPICS), "ident.am_i_a_victim")
+        return Decision("answer_topic", "an adult telling of their childhood", {"topic": topic})
 
     # 5. the assistant asked which country
     if pending == "country" and (turn.entity("country") or turn.places.only_place) and intent not in FOLLOW_UPS:

@@ -323,8 +323,8 @@ class EmergencyOverride(GraphComponent):
 
     Where no crisis lexicon fires and only the classifier says crisis, a
     negative pattern of that crisis's lexicons (an idiom, a joke, a story of the
-    past, a procedural question: "laughing to death haha") turns it into the
-    best other intent, marked ``possible_emergency`` (the answer ends with the
+    past, a procedural question: "laughing to death haha"), with no sign of
+    now in it, turns it into the best other intent, marked ``possible_emergency`` (the answer ends with the
     button to the emergency numbers): the classifier cannot tell idioms, the
     lexicons' negatives were written for them."""
 
@@ -339,8 +339,9 @@ class EmergencyOverride(GraphComponent):
         if lexicon_kinds or intent not in CRISIS_INTENTS.values():
             return None
         crisis = "self_harm" if intent == SELF_HARM_INTENT else "emergency"
-        if not lexicons.crisis_negated(message.get(TEXT), crisis):
-            return None
+        text = message.get(TEXT)
+        if not lexicons.crisis_negated(text, crisis) or lexicons.signal(text, "present"):
+            return None  # a sign of now (now, tonight, still ...) keeps the crisis: recall first
         others = [
             r
             for r in (message.get(INTENT_RANKING_KEY) or [])

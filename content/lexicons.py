@@ -55,6 +55,7 @@ SIGNALS = (
     "fear_of_being_seen",
     "present",
     "writer_in_danger",
+    "question",
 )
 CRISES = ("emergency", "self_harm")
 BUILTIN_EMERGENCY = (r"\bsos\b", r"\bmayday\b")  # universal distress words, whatever the files say
@@ -216,6 +217,27 @@ def signal(text: Optional[str], name: str, language: Optional[str] = None) -> bo
                 for match in pattern.finditer(variant):
                     age = match.groupdict().get("age")
                     if age is None or (age.isdigit() and int(age) < ADULT_AGE):
+                        return True
+    return False
+
+
+def adult_age_stated(text: Optional[str], language: Optional[str] = None) -> bool:
+    """Whether a ``minor_self`` pattern with an ``age`` group finds the writer's
+    age at 18 or over ("I am 23", "ຂ້ອຍອາຍຸ 23"): the writer says they are an
+    adult, whatever the classifier made of other numbers in the message."""
+    if not text or not isinstance(text, str):
+        return False
+    codes = (
+        tuple(dict.fromkeys(c for c in (language, languages.DEFAULT) if languages.is_supported(c)))
+        if languages.is_supported(language)
+        else languages.CODES
+    )
+    for code in codes:
+        for pattern in load(code).signals.get("minor_self", ()):
+            for variant in forms(text):
+                for match in pattern.finditer(variant):
+                    age = match.groupdict().get("age")
+                    if age is not None and age.isdigit() and ADULT_AGE <= int(age) < 100:
                         return True
     return False
 

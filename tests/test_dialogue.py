@@ -523,3 +523,17 @@ def test_a_place_after_an_answer_adds_that_countrys_note():
     )
     note = get_content().guides["protect.shelter"].country_notes["MY"]["en"]
     assert changes["country"] == "MY" and note[:30] in out
+
+
+@pytest.mark.parametrize(
+    "text", ["i am 23 now, when i was 15 they sold me to a karaoke", "saya umur 25, dulu umur 15 dijual"]
+)
+def test_an_adult_telling_of_their_childhood_is_not_taken_for_a_minor(text):
+    _, changes, out = run(
+        ActionAcknowledgeMinor(),
+        text,
+        "inform_minor",
+        slots={"language": "en" if text.startswith("i") else "ms"},
+        ranking=[("inform_minor", 0.6), ("ask_ident_am_i_a_victim", 0.3)],
+    )
+    assert "is_minor" not in changes and changes.get("topic") == "ident.am_i_a_victim"
