@@ -205,6 +205,38 @@ class SlidingWindow:
         return True
 
 
+class Throttle:
+    """A user's messages per minute (:class:`SlidingWindow`), and whether to
+    tell them to slow down: at most once a minute each."""
+
+    def __init__(self, limit: int):
+        self.limiter = SlidingWindow(limit)
+        self._told: Dict[Any, float] = {}
+
+    @property
+    def limit(self) -> int:
+        return self.limiter.limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self.limiter.limit = value
+
+    def check(self, key: Any) -> Tuple[bool, bool]:
+        """(allowed, tell the user) for a new message of ``key``."""
+        if self.limiter.allow(key):
+            return True, False
+        now = time.monotonic()
+        tell = self._told.get(key, 0) < now - 60
+        if tell:
+            self._told[key] = now
+            if len(self._told) > 50000:
+                self._told.clear()
+        return False, tell
+
+    def forget(self, key: Any) -> None:
+        self._told.pop(key, None)
+
+
 class RateLimiter:
     """Per session (or chat) and per hashed client address."""
 

@@ -473,8 +473,7 @@ class MetaInput(InputChannel):
         self.secret = base.id_secret()
         self.graph: Optional[GraphClient] = None
         self.locks = base.KeyedLocks()
-        self.limiter = base.SlidingWindow(MAX_MESSAGES_PER_MINUTE)
-        self._told_to_slow: Dict[str, float] = {}
+        self.limiter = base.Throttle(MAX_MESSAGES_PER_MINUTE)
         self.tasks: Set[asyncio.Task] = set()
         self.app: Any = None
         self.on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]] = None
@@ -664,24 +663,12 @@ class MetaInput(InputChannel):
                 logger.error("%s: message handling failed (%s)", self.label, type(error).__name__)
                 logger.debug("%s: message handling failure", self.label, exc_info=True)
 
-    def _allowed(self, sender: str) -> Tuple[bool, bool]:
-        """(allowed, tell the user) for a new message of this user."""
-        if self.limiter.allow(sender):
-            return True, False
-        now = time.monotonic()
-        tell = self._told_to_slow.get(sender, 0) < now - 60
-        if tell:
-            self._told_to_slow[sender] = now
-            if len(self._told_to_slow) > 50000:
-                self._told_to_slow.clear()
-        return False, tell
-
     async def _handle_in_order(self, event: Incoming, sender: str) -> None:
         if event.kind == "status":
             await self.on_status(event, sender)
             return
         self.note_user_message(sender, event.user, event.at)
-        allowed, tell = self._allowed(sender)
+        allowed, tell = self.limiter.check(sender)
         if not allowed:
             logger.info("%s: a user exceeded %d messages a minute", self.label, self.limiter.limit)
             if tell:
@@ -957,7 +944,7 @@ class MetaInput(InputChannel):
         logger.info("%s: conversation deleted on the user's request", self.label)
 
     def forget_local(self, sender: str) -> None:
-        self._told_to_slow.pop(sender, None)
+        self.limiter.forget(sender)
 
     # -- sending ---------------------------------------------------------------------------------------
     def stored_payload(self, payload: str, limit: int) -> str:

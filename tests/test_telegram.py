@@ -230,10 +230,10 @@ def test_a_flooding_chat_is_told_once_to_slow_down(state):
     channel = TelegramInput(
         Settings.from_env({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_MAX_MESSAGES_PER_MINUTE": "3"}), state=state
     )
-    assert [channel._allowed(1) for _ in range(3)] == [(True, False)] * 3
-    assert channel._allowed(1) == (False, True)  # told once
-    assert channel._allowed(1) == (False, False)
-    assert channel._allowed(2) == (True, False)  # other chats are not affected
+    assert [channel.limiter.check(1) for _ in range(3)] == [(True, False)] * 3
+    assert channel.limiter.check(1) == (False, True)  # told once
+    assert channel.limiter.check(1) == (False, False)
+    assert channel.limiter.check(2) == (True, False)  # other chats are not affected
     window = base.SlidingWindow(2, window=60)
     assert window.allow("a", now=0) and window.allow("a", now=1) and not window.allow("a", now=2)
     assert window.allow("a", now=60.5)  # the first one left the window

@@ -146,8 +146,7 @@ class TelegramInput(InputChannel):
         self._state = state
         self.client: Optional[TelegramBot] = None
         self.locks = base.KeyedLocks()
-        self.limiter = base.SlidingWindow(self.settings.max_messages_per_minute)
-        self._told_to_slow: Dict[int, float] = {}
+        self.limiter = base.Throttle(self.settings.max_messages_per_minute)
         self.tasks: Set[asyncio.Task] = set()
         self.pending_deletions: Dict[asyncio.Task, Tuple[int, str, List[int]]] = {}
         self.app: Any = None
@@ -315,20 +314,6 @@ class TelegramInput(InputChannel):
                 logger.error("Telegram: update handling failed (%s)", type(error).__name__)
                 logger.debug("Telegram: update handling failure", exc_info=True)
 
-    def _allowed(self, chat_id: int) -> Tuple[bool, bool]:
-        """(allowed, tell the user) for a new message from this chat."""
-        import time
-
-        if self.limiter.allow(chat_id):
-            return True, False
-        now = time.monotonic()
-        tell = self._told_to_slow.get(chat_id, 0) < now - 60
-        if tell:
-            self._told_to_slow[chat_id] = now
-            if len(self._told_to_slow) > 50000:
-                self._told_to_slow.clear()
-        return False, tell
-
     async def _handle_in_order(self, update: Any, chat: Any) -> None:
         user = update.effective_user
         hint = getattr(user, "language_code", None)
@@ -347,7 +332,7 @@ class TelegramInput(InputChannel):
         if message is None:
             return
         self.state.add_messages(PLATFORM, sender, [message.message_id])
-        allowed, tell = self._allowed(chat.id)
+        allowed, tell = self.limiter.check(chat.id)
         if not allowed:
             logger.info("Telegram: a chat exceeded %d messages a minute", self.limiter.limit)
             if tell:
