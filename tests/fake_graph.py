@@ -20,6 +20,7 @@ operators' chat of a hand-off on tests/fake_telegram.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -28,7 +29,7 @@ import threading
 import time
 import types
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from aiohttp import web
 
@@ -679,3 +680,56 @@ class ChannelServer:
 
     async def get(self, params: Dict[str, str]) -> Any:
         return await self.http.get(self.url + "/webhook", params=params)
+
+
+# -- the real servers behind a Meta channel (end-to-end tests) ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def meta_servers(var: Any, channel: str, env: Dict[str, str]) -> Iterator[Any]:
+    """An action server and a Rasa server with the REST channel and ``channel``
+    (e.g. "channels.messenger.MessengerInput"), configured by ``env``."""
+    from tests.servers import ROOT, ActionServer, RasaServer
+
+    credentials = var / "credentials.yml"
+    credentials.write_text(f"channels.rest.RestInput:\n{channel}:\n")
+    actions = ActionServer(var / "actions", env).start()
+    rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, credentials=credentials, env=env)
+    try:
+        rasa.start()
+        yield rasa
+    finally:
+        rasa.stop()
+        actions.stop()
+
+
+def post_signed(server: Any, platform: str, body: Dict[str, Any], secret: str) -> int:
+    """A signed POST to /webhooks/<platform>/webhook; its HTTP status."""
+    import urllib.request
+
+    from channels.meta import sign
+
+    raw = json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{server.url}/webhooks/{platform}/webhook",
+        data=raw,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, secret)},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+
+
+def settled_texts(texts: Callable[[], List[str]], at_least: int, quiet: float = 2.0, timeout: float = 90) -> List[str]:
+    """The texts sent to a user once there are ``at_least`` and no new one has
+    come for ``quiet`` seconds (a turn's messages go out one by one)."""
+    deadline = time.monotonic() + timeout
+    seen, since = texts(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = texts()
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif len(seen) >= at_least and time.monotonic() - since >= quiet:
+            return seen
+    raise AssertionError(f"{at_least} message(s) to the user never came, or never stopped coming: {seen}")

@@ -808,11 +808,6 @@ async def test_logs_hold_no_text_and_no_messenger_ids(h, caplog):
 
 @pytest.fixture(scope="module")
 def servers(graph, tmp_path_factory):
-    from tests.servers import ROOT, ActionServer, RasaServer
-
-    var = tmp_path_factory.mktemp("messenger")
-    credentials = var / "credentials.yml"
-    credentials.write_text("channels.rest.RestInput:\nchannels.messenger.MessengerInput:\n")
     env = {
         "META_GRAPH_API_URL": graph.graph_url,
         "MESSENGER_PAGE_ACCESS_TOKEN": TOKEN,
@@ -820,38 +815,17 @@ def servers(graph, tmp_path_factory):
         "MESSENGER_VERIFY_TOKEN": VERIFY,
         "WAYPOINT_ID_SECRET": ID_SECRET,
     }
-    actions = ActionServer(var / "actions", env).start()
-    rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, credentials=credentials, env=env)
-    try:
-        rasa.start()
+    with fg.meta_servers(tmp_path_factory.mktemp("messenger"), "channels.messenger.MessengerInput", env) as rasa:
         yield rasa
-    finally:
-        rasa.stop()
-        actions.stop()
 
 
 def post_to(server: Any, body: Dict[str, Any]) -> int:
-    import urllib.request
-
-    raw = json.dumps(body).encode()
-    request = urllib.request.Request(
-        server.url + "/webhooks/messenger/webhook",
-        data=raw,
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, APP_SECRET)},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status
+    return fg.post_signed(server, "messenger", body, APP_SECRET)
 
 
-def wait_for_texts(graph: Any, psid: str, count: int, timeout: float = 90) -> List[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = graph.messenger_texts(psid)
-        if len(found) >= count:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{count} message(s) to the user never came: {graph.messenger_texts(psid)}")
+def wait_for_texts(graph: Any, user: str, count: int, timeout: float = 90) -> List[str]:
+    """The user's texts once there are ``count`` and no more come for a moment."""
+    return fg.settled_texts(lambda: graph.messenger_texts(user), count, timeout=timeout)
 
 
 @pytest.mark.model

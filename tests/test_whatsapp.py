@@ -753,11 +753,6 @@ async def test_logs_hold_no_text_no_phone_number_no_name(h, caplog):
 
 @pytest.fixture(scope="module")
 def servers(graph, tmp_path_factory):
-    from tests.servers import ROOT, ActionServer, RasaServer
-
-    var = tmp_path_factory.mktemp("whatsapp")
-    credentials = var / "credentials.yml"
-    credentials.write_text("channels.rest.RestInput:\nchannels.whatsapp.WhatsAppInput:\n")
     env = {
         "META_GRAPH_API_URL": graph.graph_url,
         "WHATSAPP_ACCESS_TOKEN": TOKEN,
@@ -766,38 +761,17 @@ def servers(graph, tmp_path_factory):
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_ID,
         "WAYPOINT_ID_SECRET": ID_SECRET,
     }
-    actions = ActionServer(var / "actions", env).start()
-    rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, credentials=credentials, env=env)
-    try:
-        rasa.start()
+    with fg.meta_servers(tmp_path_factory.mktemp("whatsapp"), "channels.whatsapp.WhatsAppInput", env) as rasa:
         yield rasa
-    finally:
-        rasa.stop()
-        actions.stop()
 
 
 def post_to(server: Any, body: Dict[str, Any]) -> int:
-    import urllib.request
-
-    raw = json.dumps(body).encode()
-    request = urllib.request.Request(
-        server.url + "/webhooks/whatsapp/webhook",
-        data=raw,
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, APP_SECRET)},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status
+    return fg.post_signed(server, "whatsapp", body, APP_SECRET)
 
 
-def wait_for_texts(graph: Any, wa_id: str, count: int, timeout: float = 90) -> List[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = graph.whatsapp_texts(wa_id)
-        if len(found) >= count:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{count} message(s) to the user never came: {graph.whatsapp_texts(wa_id)}")
+def wait_for_texts(graph: Any, user: str, count: int, timeout: float = 90) -> List[str]:
+    """The user's texts once there are ``count`` and no more come for a moment."""
+    return fg.settled_texts(lambda: graph.whatsapp_texts(user), count, timeout=timeout)
 
 
 @pytest.mark.model
