@@ -693,7 +693,8 @@ def meta_servers(var: Any, channel: str, env: Dict[str, str]) -> Iterator[Any]:
 
     credentials = var / "credentials.yml"
     credentials.write_text(f"channels.rest.RestInput:\n{channel}:\n")
-    actions = ActionServer(var / "actions", env).start()
+    actions = ActionServer(var / "actions", env)
+    actions.start()
     rasa = RasaServer(var / "rasa", ROOT / "endpoints.yml", actions, credentials=credentials, env=env)
     try:
         rasa.start()
