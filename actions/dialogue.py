@@ -122,6 +122,9 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
     # in danger is spoken to as the reporter
     if crisis and practitioner and turn.is_question and "present" not in turn.signals and not turn.is_button:
         topic = "help.self_harm" if "self_harm" in turn.crisis or intent == "report_self_harm" else "help.emergency"
+        asked = topic_of(turn.classifier_intent)  # the question the classifier read, when it is a guide topic
+        if asked and asked not in CRISIS_TOPICS and topic == "help.emergency":
+            topic = asked
         return Decision(
             "answer_topic", "a practitioner's question about a crisis", {"topic": topic, "danger_button": True}
         )

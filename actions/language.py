@@ -233,11 +233,13 @@ class ValidateSlotMappings(ValidationAction):
         turn = facts(tracker)
         code = turn.entity("country")
         if code is None:
-            asked = tracker.get_slot("pending_question") == "country" or turn.intent == "inform_country"
-            code = (
+            pending = tracker.get_slot("pending_question")
+            asked = pending == "country" or turn.intent == "inform_country"
+            lone = len(turn.places.places) == 1 and not turn.places.home and pending != "home"  # "Myanmar" answering
+            code = (  # "where are you from?" is the home country, not where the user is
                 turn.places.located
                 or (turn.places.only_place if asked and not turn.places.home else None)
-                or (next(iter(turn.places.places)) if len(turn.places.places) == 1 and not turn.places.home else None)
+                or (next(iter(turn.places.places)) if lone else None)
             )
         if not code or code == "ZZ" or code not in get_content().countries:
             return {}
@@ -248,6 +250,8 @@ class ValidateSlotMappings(ValidationAction):
     ) -> Dict[Text, Any]:
         turn = facts(tracker)
         code = turn.entity("nationality") or turn.places.home
+        if code is None and tracker.get_slot("pending_question") == "home" and not turn.places.located:
+            code = turn.places.only_place  # the answer to "which country are you from?"
         if not code or code not in get_content().countries:
             return {}
         return {"nationality": code} if code != tracker.get_slot("nationality") else {}

@@ -154,6 +154,9 @@ def run(config: str, sets: Dict[str, List[Dict[str, Any]]], scorer: Any) -> Dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("on", "off"))
+    parser.add_argument(
+        "--ids", nargs="+", metavar="PREFIX", help="only the conversations whose id starts so; printed, no report"
+    )
     args = parser.parse_args()
     from components.language import LanguageScorer
     from content.nlu_files import training_files
@@ -161,6 +164,12 @@ def main() -> None:
     scorer = LanguageScorer.from_nlu_files(training_files())
     sets = {lang: convs for lang, convs in load().items() if lang in CODES}
     configs = [args.only] if args.only else ["on", "off"]
+    if args.ids:
+        chosen = {lang: [c for c in convs if str(c["id"]).startswith(tuple(args.ids))] for lang, convs in sets.items()}
+        for config, result in ((c, run(c, {k: v for k, v in chosen.items() if v}, scorer)) for c in configs):
+            for language, r in result.items():
+                print(f"{config} {language}: {r['right']}/{r['turns']} turns right", *r["failures"], sep="\n  ")
+        return
     results = {config: run(config, sets, scorer) for config in configs}
     body = [
         "Scripted conversations of bench/data/conversations, written from the product's promises by writers",
