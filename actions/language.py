@@ -234,7 +234,7 @@ class ValidateSlotMappings(ValidationAction):
         code = turn.entity("country")
         if code is None:
             pending = tracker.get_slot("pending_question")
-            asked = pending == "country" or turn.intent == "inform_country"
+            asked = pending == "country" or (turn.intent == "inform_country" and pending != "home")
             lone = len(turn.places.places) == 1 and not turn.places.home and pending != "home"  # "Myanmar" answering
             code = (  # "where are you from?" is the home country, not where the user is
                 turn.places.located

@@ -537,3 +537,12 @@ def test_an_adult_telling_of_their_childhood_is_not_taken_for_a_minor(text):
         ranking=[("inform_minor", 0.6), ("ask_ident_am_i_a_victim", 0.3)],
     )
     assert "is_minor" not in changes and changes.get("topic") == "ident.am_i_a_victim"
+
+
+@pytest.mark.parametrize("text,language,home", [("Myanmar", "en", "MM"), ("မြန်မာ ပါ", "my", "MM"), ("Indonesia", "id", "ID")])
+def test_the_answer_to_where_are_you_from_is_the_home_country_not_the_location(text, language, home):
+    slots = {"language": language, "pending_question": "home", "country": "SG"}
+    validate = ValidateSlotMappings()
+    tracker = make_tracker(text, "inform_country", slots=slots)
+    assert asyncio.run(validate.extract_nationality(CollectingDispatcher(), tracker, {})) == {"nationality": home}
+    assert asyncio.run(validate.extract_country(CollectingDispatcher(), tracker, {})) == {}
