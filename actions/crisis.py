@@ -60,6 +60,13 @@ def _ask_where(reply: Reply, tracker: Tracker, country: Any, topic: str) -> Even
     return reply.ask_country(topic, key="crisis_ask_country", with_person=True)
 
 
+def _answered_before(tracker: Tracker, topic: str) -> bool:
+    """Whether this conversation's recent turns answered ``topic`` (a crisis) already."""
+    return any(
+        e.get("event") == "slot" and e.get("name") == "topic" and e.get("value") == topic for e in tracker.events
+    )
+
+
 @handler("crisis")
 async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     kinds = set(data.get("kinds") or ["danger"])
@@ -83,8 +90,10 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
             _numbers(reply, "emergency", country, nationality)
         reply.say("offer_person_now", buttons=[reply.person_button()])
         return events
-    if tracker.get_slot("numbers_muted") or count >= 1:
-        first = helplines.first_numbers(reply.content, need, country) if known else ""
+    first = helplines.first_numbers(reply.content, need, country) if known else ""
+    # the short reply only after the same kind of crisis was answered in full (a self-harm message after a
+    # danger one gets its crisis lines), or when the user asked for fewer numbers and there is one to give
+    if (count >= 1 and _answered_before(tracker, topic)) or (tracker.get_slot("numbers_muted") and first):
         key = ("self_harm_again" if self_harm else "crisis_again") + ("" if first else "_no_number")
         reply.say(
             key,

@@ -180,8 +180,9 @@ async def one_conversation(
 def store_turns(services: Optional[Services], turns: int) -> List[str]:
     """One turn's tracker load and save, in this process (no server): Rasa's
     SQLTrackerStore against Waypoint's, at the start of a conversation and
-    after `turns` turns. Rasa's stores are measured first: creating Waypoint's
-    store installs channels/rasa_speedups.py in this process."""
+    after `turns` turns. Rasa's stores are measured first, then plugins/speedups.py
+    is installed in this process (as plugins.launch does at server start) for
+    Waypoint's."""
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 
@@ -212,7 +213,10 @@ def store_turns(services: Optional[Services], turns: int) -> List[str]:
         if kind == "rasa":
             from rasa.core.tracker_store import SQLTrackerStore as cls
         else:
-            from channels.tracker_store import WaypointSQLTrackerStore as cls
+            from plugins import speedups
+            from plugins.tracker_store import WaypointSQLTrackerStore as cls
+
+            speedups.install()
         store = cls(domain, **settings)
         sender = f"store-bench-{kind}-{db}-{os.getpid()}"
 
@@ -406,7 +410,7 @@ class Run:
             "waypoint": "Waypoint (SQLite)",
             "waypoint-pg": "Waypoint (PostgreSQL + Redis)",
             "waypoint-2x": "Waypoint, 2 servers behind nginx (PostgreSQL + Redis)",
-            "waypoint-nofix": "Waypoint (SQLite) without channels/rasa_speedups.py",
+            "waypoint-nofix": "Waypoint (SQLite) without plugins/speedups.py",
             "stock": "stock Rasa",
         }
         rows = []
@@ -623,7 +627,7 @@ with the number of events; nothing in it needs more than the last two turns here
 one action, one intent and the next action; no slot influences the conversation). The tracker store
 table above shows the reload alone growing tenfold over 300 turns.
 
-- `channels/tracker_store.py`: the SQL tracker store loads only the last 10 user turns of the session
+- `plugins/tracker_store.py`: the SQL tracker store loads only the last 10 user turns of the session
   (`history_turns`, endpoints.yml) plus the session's start and, from before them, the latest event that set
   each slot (and any reset, restart, loop or pause): the tracker is the same as a session that began 10 turns
   ago with the same slots. Saving inserts exactly the events added since the load (it remembers how many it
@@ -631,13 +635,13 @@ table above shows the reload alone growing tenfold over 300 turns.
   (`/conversations/<id>/tracker`) still reads the whole conversation. Tested against the whole-session tracker
   with random conversations (tests/test_tracker_window.py). Effect: the rows 'last 10 turns loaded' against
   'whole session loaded' above.
-- `channels/rasa_speedups.py`: three costs Rasa pays on every message whatever its length. Each action server
+- `plugins/speedups.py`: three costs Rasa pays on every message whatever its length. Each action server
   response is checked with `jsonschema.validate`, which first checks the schema itself against the draft
   2020-12 metaschema: that was more than half of the Rasa server's CPU in a py-spy profile; now the schema is
   checked once and the same validator reused (same errors). Every event loaded is matched to its class by
   walking all Event subclasses; the class is now remembered per type name. And every action call opened and
   closed its own HTTP session and TCP connection; connections to the action server are now kept alive
-  (0.6 -> 0.25 ms of client CPU a call, measured alone). Effect: the row 'without channels/rasa_speedups.py'
+  (0.6 -> 0.25 ms of client CPU a call, measured alone). Effect: the row 'without plugins/speedups.py'
   above (`WAYPOINT_RASA_SPEEDUPS=0`).
 - The NLU pipeline (components/): langdetect (1-3 ms a message) is asked only when it could change the
   answer, i.e. when the character statistics and marker words leave another language within reach of the
@@ -650,7 +654,7 @@ table above shows the reload alone growing tenfold over 300 turns.
   synced at checkpoints instead of at every commit (a crash of the server loses nothing; a power cut can
   lose the last turns); checkpointed at once after a deletion so that `secure_delete` still overwrites a
   forgotten conversation in the file. A turn's load and save fell from about 9 ms to under 3 ms.
-- `channels/lock_store.py`: Rasa 3.6's Redis lock store loses a ticket when two servers take one for the
+- `plugins/lock_store.py`: Rasa 3.6's Redis lock store loses a ticket when two servers take one for the
   same conversation at the same moment, and both then handle that conversation at once (the load test and
   tests/test_scaleout.py check this); the same store with each change of a lock in one Redis transaction.
 

@@ -127,6 +127,7 @@ def run_action(
     slots: Optional[Dict[str, Any]] = None,
     confidence: float = 1.0,
     ranking: Optional[List[Tuple[str, float]]] = None,
+    events: Optional[List[Dict[str, Any]]] = None,
     **parse: Any,
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
     """(messages, slot changes, all text) of one turn."""
@@ -135,7 +136,12 @@ def run_action(
     if ranking:
         extra["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
     tracker = make_tracker(
-        text, intent, slots=slots, entities=parse.pop("entities", None) or extra.get("entities"), parse_extra=extra
+        text,
+        intent,
+        slots=slots,
+        entities=parse.pop("entities", None) or extra.get("entities"),
+        parse_extra=extra,
+        events=events,
     )
     from rasa_sdk.executor import CollectingDispatcher
 

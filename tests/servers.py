@@ -319,15 +319,22 @@ def recognised_questions(
     server: RestClient, content: Any, languages: Iterable[str], per_language: int = 12, min_words: int = 4
 ) -> Dict[str, List[Tuple[str, str]]]:
     """Per language, up to `per_language` (message, topic) pairs: one training
-    example for each topic whose answer does not wait for a country, that the
+    example for each guide question (not a request, a crisis or the numbers, and
+    no sign of danger, of a role, a child or someone else) whose answer does not
+    wait for a country, that the
     server's model assigns to that topic and language (through /model/parse),
     so that a reply can be matched to the message it answers."""
     import yaml
 
-    topics = {
+    from content.lexicons import signals
+
+    topics = {  # guide questions (ask_*), answered with their guide's text; not requests nor crises
         intent: topic
         for intent, topic in content.intent_topics().items()
-        if topic in content.guides and not content.guides[topic].country_dependent
+        if intent.startswith("ask_")
+        and topic != "help.helplines"
+        and topic in content.guides
+        and not content.guides[topic].country_dependent
     }
     found: Dict[str, List[Tuple[str, str]]] = {}
     for lang in languages:
@@ -347,6 +354,9 @@ def recognised_questions(
                         parsed["intent"]["name"] == block["intent"]
                         and parsed["intent"]["confidence"] > 0.6
                         and language == lang
+                        and not parsed.get("crisis")  # answered as a crisis or with the danger button
+                        and not signals(text, lang)
+                        & {"writer_in_danger", "practitioner_role", "minor_self", "reporter"}
                     ):
                         pairs.append((text, topic))
                         break

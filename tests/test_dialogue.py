@@ -47,8 +47,23 @@ def test_the_same_crisis_again_gets_a_short_reply():
         "report_emergency",
         slots={"country": "MY", "crisis_count": 1.0},
         crisis=["danger"],
+        events=[{"event": "slot", "name": "topic", "value": "help.emergency"}],
     )
     assert len(messages) == 1 and "999" in out and len(out) < 200
+
+
+def test_self_harm_after_a_danger_crisis_gets_its_crisis_lines_in_full():
+    """The short 'I'm still here' is for the same crisis again: after the police numbers, a first message
+    about ending one's life gets the crisis lines, not 'the lines above'."""
+    messages, changes, out = run(
+        ActionHandleCrisis(),
+        "i cant anymore, i want to die",
+        "report_self_harm",
+        slots={"country": "MY", "crisis_count": 1.0, "topic": "help.emergency"},
+        crisis=["self_harm"],
+        events=[{"event": "slot", "name": "topic", "value": "help.emergency"}],
+    )
+    assert changes["topic"] == "help.self_harm" and "15555" in out and len(messages) > 1
 
 
 def test_no_more_numbers_is_respected():
@@ -539,7 +554,9 @@ def test_an_adult_telling_of_their_childhood_is_not_taken_for_a_minor(text):
     assert "is_minor" not in changes and changes.get("topic") == "ident.am_i_a_victim"
 
 
-@pytest.mark.parametrize("text,language,home", [("Myanmar", "en", "MM"), ("မြန်မာ ပါ", "my", "MM"), ("Indonesia", "id", "ID")])
+@pytest.mark.parametrize(
+    "text,language,home", [("Myanmar", "en", "MM"), ("မြန်မာ ပါ", "my", "MM"), ("Indonesia", "id", "ID")]
+)
 def test_the_answer_to_where_are_you_from_is_the_home_country_not_the_location(text, language, home):
     slots = {"language": language, "pending_question": "home", "country": "SG"}
     validate = ValidateSlotMappings()
