@@ -291,7 +291,11 @@ class Run:
         ]
         if self.args.without_stock:
             plan = [entry for entry in plan if entry[0] != "stock"]
-            self.notes.append("Stock Rasa left out of this run (--without-stock): no comparison.")
+            self.notes.append(
+                "Stock Rasa left out of this run (--without-stock): no comparison. The last run beside stock Rasa "
+                "(five languages, before the crisis and conversation work) is this report at commit 66d3baa: "
+                "Waypoint 5.1x stock's throughput at 10 users then."
+            )
         if self.services:
             scale = ROOT / "deploy" / "endpoints.scale.yml"
             plan[1:1] = [
@@ -664,8 +668,11 @@ A message costs the Rasa server a fixed amount of CPU, whatever the conversation
 pipeline (profile above), the tracker's load and save, two or three policy predictions, and two HTTP
 calls to the action server. One Rasa server is one Python process running one event loop: it uses one
 core, and while it works on one message the others wait, so in a closed loop latency is roughly the number
-of users divided by the throughput (the 10- and 50-user rows): with no think time, 10 users at about 78
-messages a second means a median near 125 ms whatever is optimised below the event loop. On these two cores
+of users divided by the throughput (the 10- and 50-user rows: with no think time, 10 users at 55 messages
+a second means a median near 180 ms), whatever is optimised below the event loop. Since the run beside
+stock Rasa (five languages), a message costs about 1.7 times as much CPU: eight languages' crisis lexicons
+and signals (3,151 patterns, about 12 ms if every one ran on a message; most stop at once) and places are
+read on every message, in both servers, and the dialogue module reads each turn in context. On these two cores
 the Rasa server shares the CPU with the action server, PostgreSQL and this benchmark's client. On a bigger
 machine, run one Rasa server per core behind the balancer (deploy/): throughput grows with the number of
 servers, and latency at a given number of users falls with it, until the shared PostgreSQL (one commit per
@@ -808,7 +815,7 @@ def main() -> None:
     ]
     flags = [f for f, on in (("--quick", args.quick), ("--without-stock", args.without_stock)) if on]
     command = " ".join([".venv/bin/python -m bench.serving", *flags])
-    write_report("serving" if not flags else "serving-quick", "Serving: latency, throughput, scale-out", command, body)
+    write_report("serving-quick" if args.quick else "serving", "Serving: latency, throughput, scale-out", command, body)
 
 
 if __name__ == "__main__":
