@@ -13,6 +13,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import Events, WaypointAction, handler, menu_buttons
 from actions.context import Facts
+from actions.crisis import still_here
+from actions.dialogue import CRISIS_TOPICS
 from actions.reply import Reply
 from content.texts import button
 
@@ -43,6 +45,10 @@ SIMPLE = {"greet": "greet", "goodbye": "goodbye", "thank": "thank", "bot_challen
 @handler("small_talk")
 async def small_talk(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, Any]) -> Events:
     intent = turn.intent or ""
+    if intent in ("affirm", "thank") and tracker.get_slot("topic") in CRISIS_TOPICS and not turn.is_button:
+        # "ok" or "thanks" right after crisis numbers: still here, a number, a person; never a menu
+        still_here(reply, tracker.get_slot("topic"), tracker.get_slot("country"))
+        return []
     if intent in SIMPLE:
         buttons = (
             [reply.person_button()] if intent == "bot_challenge" else (menu_buttons(reply) if intent == "greet" else [])
@@ -78,6 +84,11 @@ async def small_talk(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str
         return []
     if intent in ("not_now", "deny"):
         reply.say("not_now" if intent == "not_now" else "ok_menu", buttons=menu_buttons(reply))
+        if "fear_of_being_seen" in turn.signals:  # "not now, they might see my phone"
+            reply.say(
+                "phone_safety",
+                buttons=reply.topic_buttons(["help.safety_planning", "help.delete_my_data"], with_person=False),
+            )
         return [SlotSet("pending_question", None), SlotSet("pending_topic", None)]
     if intent == "out_of_scope":
         reply.say("out_of_scope", buttons=menu_buttons(reply))

@@ -60,6 +60,26 @@ def _ask_where(reply: Reply, tracker: Tracker, country: Any, topic: str) -> Even
     return reply.ask_country(topic, key="crisis_ask_country", with_person=True)
 
 
+def still_here(reply: Reply, topic: str, country: Any) -> None:
+    """The short crisis reply: still here, the first number of that crisis's kind for the country (or the
+    lines above), and a person one button away."""
+    self_harm = topic == "help.self_harm"
+    need = "crisis" if self_harm else "emergency"
+    known = country in reply.content.countries and any(h.country == country for h in reply.content.helplines)
+    first = helplines.first_numbers(reply.content, need, country) if known else ""
+    key = ("self_harm_again" if self_harm else "crisis_again") + ("" if first else "_no_number")
+    reply.say(
+        key,
+        numbers=first,
+        buttons=[reply.person_button(), reply.danger_button()] if not self_harm else [reply.person_button()],
+    )
+
+
+def _a_line_open_now(reply: Reply, need: str, country: Any) -> bool:
+    """Whether a line of ``need`` in ``country`` is open now, or may be (hours unknown)."""
+    return any(h.open_now() is not False for h in helplines.for_need(reply.content, need, country))
+
+
 def _answered_before(tracker: Tracker, topic: str) -> bool:
     """Whether this conversation's recent turns answered ``topic`` (a crisis) already."""
     return any(
@@ -94,18 +114,25 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
     # the short reply only after the same kind of crisis was answered in full (a self-harm message after a
     # danger one gets its crisis lines), or when the user asked for fewer numbers and there is one to give
     if (count >= 1 and _answered_before(tracker, topic)) or (tracker.get_slot("numbers_muted") and first):
-        key = ("self_harm_again" if self_harm else "crisis_again") + ("" if first else "_no_number")
-        reply.say(
-            key,
-            numbers=first,
-            buttons=[reply.person_button(), reply.danger_button()] if not self_harm else [reply.person_button()],
-        )
+        still_here(reply, topic, country)
         return events
     if self_harm:
         reply.say("self_harm_now")
         _numbers(reply, "crisis", country, nationality)
         if "danger" in kinds:
             _numbers(reply, "emergency", country, nationality)
+        elif known and not _a_line_open_now(reply, "crisis", country):
+            # every crisis line of the country is closed now (Talian HEAL closes at midnight): the
+            # emergency number, said as being for a life in danger now, not for the police
+            always = [
+                str(c["value"])
+                for h in helplines.for_need(reply.content, "emergency", country)
+                if h.hours.get("always")
+                for c in h.channels
+                if c["type"] == "phone"
+            ]
+            if always:
+                reply.say("self_harm_lines_closed", numbers=always[0])
         guide = reply.content.guides.get("help.self_harm")
         if guide is not None:
             reply.send(guide.text(reply.language, "survivor"))

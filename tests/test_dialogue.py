@@ -563,3 +563,38 @@ def test_the_answer_to_where_are_you_from_is_the_home_country_not_the_location(t
     tracker = make_tracker(text, "inform_country", slots=slots)
     assert asyncio.run(validate.extract_nationality(CollectingDispatcher(), tracker, {})) == {"nationality": home}
     assert asyncio.run(validate.extract_country(CollectingDispatcher(), tracker, {})) == {}
+
+
+@pytest.mark.parametrize("text,intent", [("ok", "affirm"), ("thanks", "thank")])
+def test_ok_after_crisis_lines_is_met_with_a_person_not_a_menu(text, intent):
+    messages, _, out = run(
+        ActionReply(), text, intent, slots={"country": "MY", "topic": "help.self_harm", "crisis_count": 1.0}
+    )
+    assert "15555" in out and len(messages) == 1
+    assert any("/request_human" in str(b.get("payload")) for b in messages[0].get("buttons") or [])
+
+
+def test_not_now_for_fear_of_being_seen_gets_the_phone_safety_note():
+    messages, changes, out = run(ActionReply(), "no wait not now, they might see my phone", "not_now")
+    assert get_content().messages["phone_safety"]["en"] in out
+
+
+def test_self_harm_when_every_crisis_line_is_closed_gets_the_emergency_number_open_at_any_hour(monkeypatch):
+    from content.loader import Helpline
+
+    monkeypatch.setattr(Helpline, "open_now", lambda self, now=None: True if self.hours.get("always") else False)
+    _, _, out = run(
+        ActionHandleCrisis(), "i want to die tonight", "report_self_harm", slots={"country": "MY"}, crisis=["self_harm"]
+    )
+    closed = get_content().messages["self_harm_lines_closed"]["en"].split("{")[0]
+    assert "15555" in out and closed in out and "999" in out
+
+
+def test_self_harm_when_a_crisis_line_is_open_gets_no_emergency_number(monkeypatch):
+    from content.loader import Helpline
+
+    monkeypatch.setattr(Helpline, "open_now", lambda self, now=None: True)
+    _, _, out = run(
+        ActionHandleCrisis(), "i want to die tonight", "report_self_harm", slots={"country": "MY"}, crisis=["self_harm"]
+    )
+    assert "15555" in out and "999" not in out
