@@ -326,11 +326,16 @@ class EmergencyOverride(GraphComponent):
     past, a procedural question: "laughing to death haha"), with no sign of
     now in it, turns it into the best other intent, marked ``possible_emergency`` (the answer ends with the
     button to the emergency numbers): the classifier cannot tell idioms, the
-    lexicons' negatives were written for them."""
+    lexicons' negatives were written for them.
+
+    And where nothing says crisis but the classifier gives the crisis intents
+    together at least ``danger_button_probability``, the message is marked
+    ``possible_emergency`` too: its answer ends with the button to the numbers,
+    a safety net for danger said in words nobody wrote into a lexicon."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"keep_topic_confidence": 0.75, "max_emergency_probability": 0.1}
+        return {"keep_topic_confidence": 0.75, "max_emergency_probability": 0.1, "danger_button_probability": 0.25}
 
     @staticmethod
     def idiom_instead(message: Message, intent: Optional[str], lexicon_kinds: frozenset) -> Optional[Dict[Text, Any]]:
@@ -353,6 +358,13 @@ class EmergencyOverride(GraphComponent):
         config = {**self.get_default_config(), **(config or {})}
         self.keep_topic_confidence = float(config["keep_topic_confidence"])
         self.max_emergency_probability = float(config["max_emergency_probability"])
+        self.danger_button_probability = float(config["danger_button_probability"])
+
+    @staticmethod
+    def crisis_probability(message: Message) -> float:
+        """What the classifier gives the crisis intents together."""
+        ranking = message.get(INTENT_RANKING_KEY) or []
+        return sum(r.get("confidence", 0.0) for r in ranking if r.get("name") in CRISIS_INTENTS.values())
 
     @classmethod
     def create(
@@ -392,6 +404,8 @@ class EmergencyOverride(GraphComponent):
             if intent in CRISIS_INTENTS.values():
                 kinds = kinds | {"self_harm" if intent == SELF_HARM_INTENT else "danger"}
             if not kinds:
+                if self.crisis_probability(message) >= self.danger_button_probability:
+                    message.set("possible_emergency", True, add_to_output=True)  # the answer ends with the button
                 continue
             message.set("crisis", sorted(kinds), add_to_output=True)
             question = self.confident_question(message) if intent not in CRISIS_INTENTS.values() else None

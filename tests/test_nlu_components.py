@@ -168,3 +168,13 @@ def test_the_classifiers_crisis_stands_without_an_idiom(text):
     message = parsed(text, ranking)
     EmergencyOverride().process([message])
     assert message.get(INTENT)["name"] == "report_self_harm"
+
+
+def test_a_question_the_classifier_finds_a_little_dangerous_gets_the_button():
+    ranking = [{"name": "ask_protect_shelter", "confidence": 0.55}, {"name": "report_emergency", "confidence": 0.3}]
+    message = parsed("where can i sleep tonight, the agent is angry", ranking)
+    EmergencyOverride().process([message])
+    assert message.get(INTENT)["name"] == "ask_protect_shelter" and message.get("possible_emergency") is True
+    calm = parsed("free lawyer?", [{"name": "ask_protect_legal_aid", "confidence": 0.9}])
+    EmergencyOverride().process([calm])
+    assert not calm.get("possible_emergency")
