@@ -197,6 +197,14 @@ def crisis_kind(text: Optional[str]) -> Optional[str]:
     return "self_harm" if "self_harm" in kinds else ("danger" if kinds else None)
 
 
+def _reading_languages(language: Optional[str]) -> Tuple[str, ...]:
+    """The lexicons a signal is read in: the conversation's language and English,
+    or every language when the conversation's is not known."""
+    if language is not None and languages.is_supported(language):
+        return tuple(dict.fromkeys((language, languages.DEFAULT)))
+    return languages.CODES
+
+
 def signal(text: Optional[str], name: str, language: Optional[str] = None) -> bool:
     """Whether a signal of ``signals.yml`` is in ``text``: read in ``language``
     (the conversation's) and English, which people mix into every language; in
@@ -205,11 +213,7 @@ def signal(text: Optional[str], name: str, language: Optional[str] = None) -> bo
     husband, whose friend). An ``age`` group must be under 18."""
     if not text or not isinstance(text, str):
         return False
-    codes = (
-        tuple(dict.fromkeys(c for c in (language, languages.DEFAULT) if languages.is_supported(c)))
-        if languages.is_supported(language)
-        else languages.CODES
-    )
+    codes = _reading_languages(language)
     variants = forms(text)
     for code in codes:
         for pattern in load(code).signals.get(name, ()):
@@ -227,11 +231,7 @@ def adult_age_stated(text: Optional[str], language: Optional[str] = None) -> boo
     adult, whatever the classifier made of other numbers in the message."""
     if not text or not isinstance(text, str):
         return False
-    codes = (
-        tuple(dict.fromkeys(c for c in (language, languages.DEFAULT) if languages.is_supported(c)))
-        if languages.is_supported(language)
-        else languages.CODES
-    )
+    codes = _reading_languages(language)
     for code in codes:
         for pattern in load(code).signals.get("minor_self", ()):
             for variant in forms(text):
