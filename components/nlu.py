@@ -382,7 +382,7 @@ class EmergencyOverride(GraphComponent):
         if not ranking:
             return None
         top = ranking[0]
-        danger = sum(r.get("confidence", 0.0) for r in ranking if r.get("name") in CRISIS_INTENTS.values())
+        danger = self.crisis_probability(message)
         if (
             str(top.get("name", "")).startswith("ask_")
             and top.get("confidence", 0.0) >= self.keep_topic_confidence

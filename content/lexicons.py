@@ -34,7 +34,7 @@ import functools
 import logging
 import pathlib
 import re
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -205,41 +205,35 @@ def _reading_languages(language: Optional[str]) -> Tuple[str, ...]:
     return languages.CODES
 
 
+def _ages(text: Optional[str], name: str, language: Optional[str]) -> Iterator[Optional[int]]:
+    """For every match of signal ``name`` in ``text`` (in the languages
+    :func:`_reading_languages` names): the age its ``age`` group found (-1 when
+    that group holds no number), or None when the pattern has no such group."""
+    if not text or not isinstance(text, str):
+        return
+    variants = forms(text)
+    for code in _reading_languages(language):
+        for pattern in load(code).signals.get(name, ()):
+            for variant in variants:
+                for match in pattern.finditer(variant):
+                    age = match.groupdict().get("age")
+                    yield None if age is None else (int(age) if age.isdigit() else -1)
+
+
 def signal(text: Optional[str], name: str, language: Optional[str] = None) -> bool:
     """Whether a signal of ``signals.yml`` is in ``text``: read in ``language``
     (the conversation's) and English, which people mix into every language; in
     every language when it is not known. Unlike a crisis, a signal is read in
     one language: Malay and Indonesian judge shared words differently (whose
     husband, whose friend). An ``age`` group must be under 18."""
-    if not text or not isinstance(text, str):
-        return False
-    codes = _reading_languages(language)
-    variants = forms(text)
-    for code in codes:
-        for pattern in load(code).signals.get(name, ()):
-            for variant in variants:
-                for match in pattern.finditer(variant):
-                    age = match.groupdict().get("age")
-                    if age is None or (age.isdigit() and int(age) < ADULT_AGE):
-                        return True
-    return False
+    return any(age is None or 0 <= age < ADULT_AGE for age in _ages(text, name, language))
 
 
 def adult_age_stated(text: Optional[str], language: Optional[str] = None) -> bool:
     """Whether a ``minor_self`` pattern with an ``age`` group finds the writer's
     age at 18 or over ("I am 23", "ຂ້ອຍອາຍຸ 23"): the writer says they are an
     adult, whatever the classifier made of other numbers in the message."""
-    if not text or not isinstance(text, str):
-        return False
-    codes = _reading_languages(language)
-    for code in codes:
-        for pattern in load(code).signals.get("minor_self", ()):
-            for variant in forms(text):
-                for match in pattern.finditer(variant):
-                    age = match.groupdict().get("age")
-                    if age is not None and age.isdigit() and ADULT_AGE <= int(age) < 100:
-                        return True
-    return False
+    return any(age is not None and ADULT_AGE <= age < 100 for age in _ages(text, "minor_self", language))
 
 
 def signals(text: Optional[str], language: Optional[str] = None) -> FrozenSet[str]:
