@@ -60,13 +60,21 @@ def _ask_where(reply: Reply, tracker: Tracker, country: Any, topic: str) -> Even
     return reply.ask_country(topic, key="crisis_ask_country", with_person=True)
 
 
+def _knows(reply: Reply, country: Any) -> bool:
+    """A country the assistant knows and has verified lines for."""
+    return country in reply.content.countries and any(h.country == country for h in reply.content.helplines)
+
+
+def _first_number(reply: Reply, need: str, country: Any) -> str:
+    """The first numbers of ``need`` in ``country`` for a short reply, or "" where it has none."""
+    return helplines.first_numbers(reply.content, need, country) if _knows(reply, country) else ""
+
+
 def still_here(reply: Reply, topic: str, country: Any) -> None:
     """The short crisis reply: still here, the first number of that crisis's kind for the country (or the
     lines above), and a person one button away."""
     self_harm = topic == "help.self_harm"
-    need = "crisis" if self_harm else "emergency"
-    known = country in reply.content.countries and any(h.country == country for h in reply.content.helplines)
-    first = helplines.first_numbers(reply.content, need, country) if known else ""
+    first = _first_number(reply, "crisis" if self_harm else "emergency", country)
     key = ("self_harm_again" if self_harm else "crisis_again") + ("" if first else "_no_number")
     reply.say(
         key,
@@ -103,14 +111,14 @@ async def crisis(reply: Reply, tracker: Tracker, turn: Facts, data: Dict[str, An
     if "minor_self" in turn.signals and tracker.get_slot("audience") != "practitioner":
         events.append(SlotSet("is_minor", True))  # a child in danger: the child line with the emergency numbers
     need = "crisis" if self_harm else "emergency"
-    known = country in reply.content.countries and any(h.country == country for h in reply.content.helplines)
+    known = _knows(reply, country)
     if data.get("country_only"):  # the country given after the numbers: that country's, in full
         _numbers(reply, need, country, nationality)
         if self_harm and "danger" in kinds:
             _numbers(reply, "emergency", country, nationality)
         reply.say("offer_person_now", buttons=[reply.person_button()])
         return events
-    first = helplines.first_numbers(reply.content, need, country) if known else ""
+    first = _first_number(reply, need, country)
     # the short reply only after the same kind of crisis was answered in full (a self-harm message after a
     # danger one gets its crisis lines), or when the user asked for fewer numbers and there is one to give
     if (count >= 1 and _answered_before(tracker, topic)) or (tracker.get_slot("numbers_muted") and first):

@@ -193,21 +193,21 @@ def decide(tracker: Tracker, turn: Facts, default: str) -> Decision:
             "someone reports for another person",
             {"child": "child_other" in turn.signals, "topic": topic_of(intent)},
         )
-    said_minor = (
-        intent == "inform_minor"
-        and "reporter" not in turn.signals
-        and not _numbers_not_an_age(turn.text)
-        and not lexicons.adult_age_stated(turn.text, tracker.get_slot("language"))  # "I'm 23; at 15 they..."
-    )
+    # what the classifier (or the action) took for a statement of age, read once: numbers read back, or an
+    # adult telling of their childhood ("I'm 23; at 15 they..."), are not the writer being a child
+    minor_claimed = intent == "inform_minor" or default == "minor"
+    not_an_age = minor_claimed and _numbers_not_an_age(turn.text)
+    adult_age = minor_claimed and not not_an_age and lexicons.adult_age_stated(turn.text, tracker.get_slot("language"))
+    said_minor = intent == "inform_minor" and "reporter" not in turn.signals and not not_an_age and not adult_age
     if (writer_child or said_minor) and tracker.get_slot("audience") != "practitioner":
         return Decision("minor", "the writer is under 18")
 
     # 4. a helpline number typed back; numbers that are no age are not a minor's statement
     if turn.only_digits and _is_helpline_number(turn.text):
         return Decision("typed_number", "a helpline number typed back")
-    if default == "minor" and _numbers_not_an_age(turn.text):
+    if default == "minor" and not_an_age:
         return Decision("fallback", "numbers, not an age")
-    if default == "minor" and not writer_child and lexicons.adult_age_stated(turn.text, tracker.get_slot("language")):
+    if default == "minor" and not writer_child and adult_age:
         topics = [topic_of(name) for name, _ in turn.ranking if name != "inform_minor"]
         topic = next((t for t in topics if t and t not in CRISIS_TOPICS), "ident.am_i_a_victim")
         return Decision("answer_topic", "an adult telling of their childhood", {"topic": topic})
