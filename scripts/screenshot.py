@@ -17,15 +17,6 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # A question for helplines as the language's training data asks it, then the
 # country button of the language's locale (helplines with tap-to-call numbers),
 # or the first country offered.
@@ -37,6 +28,7 @@ def shoot(url: str, lang: str, out: pathlib.Path, country: str = "") -> None:
 
     from content import languages
     from content.nlu_files import sample
+    from tests.servers import CHROMIUM, CHROMIUM_ARGS
 
     language = languages.get(lang)
     question = sample(lang, QUESTION_INTENT)
@@ -46,7 +38,7 @@ def shoot(url: str, lang: str, out: pathlib.Path, country: str = "") -> None:
     country = country or locale.partition("-")[2]
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2, locale=locale)
         page = context.new_page()
         page.goto(f"{url}/chat?lang={lang}")

@@ -147,8 +147,9 @@ class _Process:
     def health_url(self) -> str:
         return self.url + "/"
 
-    def start(self, timeout: float = 240) -> "_Process":
-        script = "source scripts/env.sh && exec " + " ".join(_quote(part) for part in self.command())
+    def spawn(self, prefix: str = "source scripts/env.sh && ") -> None:
+        """The command in a new process group, its output in the log."""
+        script = prefix + "exec " + " ".join(_quote(part) for part in self.command())
         self.process = subprocess.Popen(
             ["bash", "-c", script],
             cwd=ROOT,
@@ -157,6 +158,9 @@ class _Process:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def start(self, timeout: float = 240) -> "_Process":
+        self.spawn()
         self.ready_seconds = _wait_http(self.health_url(), self.process, self.log, timeout)
         return self
 
@@ -364,6 +368,19 @@ def recognised_questions(
     return found
 
 
+# Debian's Chromium as the web chat tests and the screenshot script run it.
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 class Balancer(_Process):
     """deploy/nginx.conf itself, on loopback: its upstream servers replaced by
     the given Rasa and action server ports, its two listening ports by free
@@ -405,15 +422,7 @@ class Balancer(_Process):
             capture_output=True,
             timeout=900,
         )
-        script = "exec " + " ".join(_quote(part) for part in self.command())
-        self.process = subprocess.Popen(
-            ["bash", "-c", script],
-            cwd=ROOT,
-            env=self.env,
-            stdout=open(self.log, "w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn(prefix="")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # listening (the Rasa servers may not be up yet)
             if self.process.poll() is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import pathlib
 import re
 import time
 import urllib.request
@@ -16,20 +15,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from content.loader import data_dir, load_content
-from tests.servers import Waypoint
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, Waypoint
 
 pytestmark = [pytest.mark.model, pytest.mark.browser]
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EXIT_URL = "https://www.google.com/search?q=weather"
 ALLOWED_ORIGIN = "https://ngo.example"
 RATE_SESSION, RATE_ADDRESS = 6, 40
@@ -60,7 +49,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
