@@ -17,25 +17,11 @@ import collections
 from typing import Dict, List, Tuple
 
 from bench.common import DATA, ROOT, load_sets
-from bench.emergency import CRISIS_INTENTS, reading
+from bench.emergency import CRISIS_INTENTS, RIGHT, reading
 from bench.nlu_eval import Parser, held_out
 
 TUNABLE = ("crisis", "crisis_blind", "crisis_dev")
 BLIND = "crisis_final"
-
-# category -> (what counts as right, description)
-EXPECT = {
-    "danger": (lambda r: r["any_crisis"], "danger now, answered as a crisis"),
-    "self_harm": (lambda r: r["self_harm"], "self-harm, answered with crisis lines"),
-    "minor_self": (
-        lambda r: r["minor"] or (r["any_crisis"] and "minor_self" in r["signals"]),
-        "the writer is under 18",
-    ),
-    "child_other": (lambda r: bool(r["reported_child"]), "someone reports a child"),
-    "other_report": (lambda r: r["reported"], "someone reports an adult"),
-    "past_story": (lambda r: not r["any_crisis"], "a story of the past, not an emergency now"),
-    "ordinary": (lambda r: not r["any_crisis"] and not r["minor"], "ordinary, no crisis, not a minor"),
-}
 
 
 def misses(parser: Parser, language: str) -> Tuple[Dict[str, collections.Counter], List[str]]:
@@ -44,7 +30,7 @@ def misses(parser: Parser, language: str) -> Tuple[Dict[str, collections.Counter
     for kind in TUNABLE:
         assert kind != BLIND
         data = load_sets(kind).get(language) or {}
-        for category, (right, _) in EXPECT.items():
+        for category, right in RIGHT.items():
             for text in data.get(category) or []:
                 r = reading(parser, text)
                 ok = bool(right(r))

@@ -18,7 +18,7 @@ and the lexicons, then actions/dialogue.py, as the servers run them):
 from __future__ import annotations
 
 import collections
-from typing import Any, Counter, Dict, List
+from typing import Any, Callable, Counter, Dict, List
 
 from bench.common import ROOT, load_sets, pct, write_report
 from bench.nlu_eval import Parser, held_out
@@ -65,6 +65,27 @@ def reading(parser: Parser, text: str) -> Dict:
     }
 
 
+# What is right for each category of a crisis set, from a first turn's reading
+# (bench.crisis_misses lists the messages that fail these).
+RIGHT: Dict[str, Callable[[Dict], bool]] = {
+    "danger": lambda r: bool(r["any_crisis"]),
+    "self_harm": lambda r: bool(r["self_harm"]),
+    "minor_self": lambda r: bool(r["minor"] or (r["any_crisis"] and "minor_self" in r["signals"])),
+    "child_other": lambda r: bool(r["reported_child"]),
+    "other_report": lambda r: bool(r["reported"]),
+    "past_story": lambda r: not r["any_crisis"],
+    "ordinary": lambda r: not r["any_crisis"] and not r["minor"],
+}
+# the categories counted as recall, and their columns' keys
+COUNTED = {
+    "danger": "danger",
+    "self_harm": "self_harm",
+    "minor_self": "minor",
+    "child_other": "child",
+    "other_report": "other",
+}
+
+
 def crisis_table(
     parser: Parser, sets: Dict[str, dict], title: str = "## Crises (bench/data/crisis)", note: str = ""
 ) -> List[str]:
@@ -73,31 +94,16 @@ def crisis_table(
     for lang in CODES:
         data = sets.get(lang) or {}
         s: Counter = collections.Counter()
-        for text in data.get("danger") or []:
-            r = reading(parser, text)
-            s["danger"] += 1
-            s["danger_hit"] += r["any_crisis"]
-        for text in data.get("self_harm") or []:
-            r = reading(parser, text)
-            s["self_harm"] += 1
-            s["self_harm_hit"] += r["self_harm"]
-        for text in data.get("minor_self") or []:
-            r = reading(parser, text)
-            s["minor"] += 1
-            s["minor_hit"] += bool(r["minor"] or (r["any_crisis"] and "minor_self" in r["signals"]))
-        for text in data.get("child_other") or []:
-            r = reading(parser, text)
-            s["child"] += 1
-            s["child_hit"] += bool(r["reported_child"])
-            s["child_marked_minor"] += r["minor"]
-        for text in data.get("other_report") or []:
-            r = reading(parser, text)
-            s["other"] += 1
-            s["other_hit"] += r["reported"]
+        for category, key in COUNTED.items():
+            for text in data.get(category) or []:
+                r = reading(parser, text)
+                s[key] += 1
+                s[f"{key}_hit"] += RIGHT[category](r)
+                if category == "child_other":
+                    s["child_marked_minor"] += r["minor"]
         for text in data.get("past_story") or []:
-            r = reading(parser, text)
             s["past"] += 1
-            s["past_alarm"] += r["any_crisis"]
+            s["past_alarm"] += reading(parser, text)["any_crisis"]
         for text in data.get("ordinary") or []:
             r = reading(parser, text)
             s["ordinary"] += 1
