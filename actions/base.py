@@ -74,6 +74,12 @@ class WaypointAction(Action, abc.ABC):
         if turn.proposal.get("reason") in languages.UNSUPPORTED_REASONS and not urgent and not turn.is_button:
             return events + await dispatch("unsupported_language", reply, tracker, turn)
         events += await dispatch(decision.handler, reply, tracker, turn, decision.data)
+        if (
+            tracker.get_slot("pending_question") == "country"
+            and tracker.get_slot("country")
+            and not any(e.get("event") == "slot" and e.get("name") == "pending_question" for e in events)
+        ):  # the country came inside another message ("I'm 15, in Thailand"): the question is answered
+            events += [SlotSet("pending_question", None), SlotSet("pending_topic", None)]
         if decision.handler != "fallback":
             events.append(SlotSet("fallback_count", 0.0))
         if not reply.sent and not any(e.get("event") == "restart" for e in events):

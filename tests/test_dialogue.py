@@ -598,3 +598,14 @@ def test_self_harm_when_a_crisis_line_is_open_gets_no_emergency_number(monkeypat
         ActionHandleCrisis(), "i want to die tonight", "report_self_harm", slots={"country": "MY"}, crisis=["self_harm"]
     )
     assert "15555" in out and "999" not in out
+
+
+def test_a_country_given_inside_another_message_answers_the_pending_country_question():
+    _, changes, out = run(
+        ActionAcknowledgeMinor(),
+        "อายุ 15 ค่ะ อยู่ไทย เขาบังคับให้ทำงาน",
+        "inform_minor",
+        slots={"language": "th", "country": "TH", "pending_question": "country", "pending_topic": "help.emergency"},
+    )
+    assert changes.get("is_minor") is True and "1387" in out
+    assert "pending_question" in changes and changes["pending_question"] is None
